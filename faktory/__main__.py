@@ -1,0 +1,5 @@
+import sys
+
+from faktory.cli import main
+
+sys.exit(main())
