@@ -1,0 +1,353 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, embedsignature=True
+"""Compiled RESP codec: the twin of ``faktory/_resp_py.py`` (same names, same behaviour,
+same error texts, the same errors at the same points for the same chunks).
+
+The contract is ``faktory/_resp.pyi``.  Comments here say *why*; the pure module is the
+readable reference for *what*.
+"""
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
+                            PyBytes_GET_SIZE)
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memchr, memcpy, memmove
+
+import json
+
+from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, NEED_DATA
+from faktory._const import MAX_ARRAY as _PY_MAX_ARRAY, MAX_DEPTH as _PY_MAX_DEPTH
+from faktory.errors import ProtocolError, server_error
+
+cdef extern from "Python.h":
+    # Not exposed by Cython's cpython.* pxds; part of the stable C API for decades.
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    bint PyUnicode_CheckExact(object o)
+    bint PyList_CheckExact(object o)
+    object PyUnicode_AsASCIIString(object o)
+    Py_ssize_t PY_SSIZE_T_MAX
+
+__all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb"]
+
+IMPLEMENTATION = "cython"
+
+cdef object _NEED_DATA = NEED_DATA
+cdef Py_ssize_t _MAX_ARRAY = _PY_MAX_ARRAY
+cdef int _MAX_DEPTH = _PY_MAX_DEPTH
+# A parse that runs off the end of the buffer returns this (never seen outside the module).
+cdef object _INCOMPLETE = object()
+# "+OK" is most of the traffic: hand out one shared str instead of decoding two bytes.
+cdef str _OK = "OK"
+# The buffer starts this big, and is given back down to this size once drained after a
+# large reply (a 64 MiB bulk must not pin 64 MiB for the life of the connection).
+cdef Py_ssize_t _INITIAL_CAPACITY = 4096
+cdef Py_ssize_t _SHRINK_ABOVE = 256 * 1024
+
+
+@cython.final
+cdef class Reader:
+    """Push parser for RESP2 replies (see ``faktory/_resp.pyi``)."""
+
+    # The bytearray is storage with spare capacity: only [_pos:_end] holds unconsumed bytes.
+    # Consumed bytes are dropped lazily, by sliding the tail to the front when a feed needs
+    # room (or by starting over when everything was consumed), instead of after every
+    # reply: the common case (each chunk holds whole replies) then never moves memory and
+    # never reallocates.  Observable behaviour (buffered(), replies, errors) is the pure
+    # module's, which deletes the prefix past 1 KiB.
+    cdef bytearray _buf
+    cdef Py_ssize_t _pos
+    cdef Py_ssize_t _end
+    cdef Py_ssize_t _max_bulk
+    cdef Py_ssize_t _max_line
+    cdef object _dead  # None, or the message of the ProtocolError that killed the reader
+
+    def __init__(self, max_bulk=DEFAULT_MAX_BULK, max_line=DEFAULT_MAX_LINE):
+        if max_bulk < 0 or max_line < 1:
+            raise ValueError("max_bulk must be >= 0 and max_line >= 1")
+        # Lengths on the wire have at most 18 digits, so clamping a huge limit to
+        # PY_SSIZE_T_MAX changes no outcome.
+        self._max_bulk = min(max_bulk, PY_SSIZE_T_MAX)
+        self._max_line = min(max_line, PY_SSIZE_T_MAX)
+        self._buf = bytearray(_INITIAL_CAPACITY)
+        self._pos = 0
+        self._end = 0
+        self._dead = None
+
+    def feed(self, data):
+        """Append received bytes to the buffer."""
+        cdef Py_buffer view
+        if PyBytes_CheckExact(data):
+            self._append(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+            return
+        PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+        try:
+            self._append(<const char*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef int _append(self, const char* data, Py_ssize_t n) except -1:
+        cdef Py_ssize_t cap, needed, live
+        cdef char* base
+        if n <= 0:
+            return 0
+        cap = PyByteArray_GET_SIZE(self._buf)
+        if self._pos == self._end:
+            # Everything consumed: start over at the front (and give back a big buffer).
+            self._pos = self._end = 0
+            if cap > _SHRINK_ABOVE and n <= _INITIAL_CAPACITY:
+                PyByteArray_Resize(self._buf, _INITIAL_CAPACITY)
+                cap = _INITIAL_CAPACITY
+        needed = self._end + n
+        if needed > cap:
+            live = self._end - self._pos
+            if self._pos > 0:
+                base = PyByteArray_AS_STRING(self._buf)
+                memmove(base, base + self._pos, live)
+                self._pos = 0
+                self._end = live
+                needed = live + n
+            if needed > cap:
+                # Geometric growth keeps a reply that arrives in many chunks linear.
+                PyByteArray_Resize(self._buf, max(needed, cap * 2))
+        memcpy(PyByteArray_AS_STRING(self._buf) + self._end, data, n)
+        self._end += n
+        return 0
+
+    def buffered(self):
+        """How many received bytes are not yet consumed by a complete reply."""
+        return self._end - self._pos
+
+    def gets(self):
+        """Return the next complete reply, or ``NEED_DATA``; raise ``ProtocolError`` on bad bytes."""
+        cdef Py_ssize_t end = 0
+        if self._dead is not None:
+            raise ProtocolError(self._dead)
+        reply = self._parse(self._pos, 0, &end)
+        if reply is _INCOMPLETE:
+            return _NEED_DATA
+        self._pos = end
+        return reply
+
+    def dispatch(self, callback):
+        """Call ``callback(reply)`` for each complete reply, in order; return how many.
+
+        Same as ``while (r := gets()) is not NEED_DATA: callback(r)``.
+        """
+        cdef Py_ssize_t end = 0
+        cdef Py_ssize_t count = 0
+        if self._dead is not None:
+            raise ProtocolError(self._dead)
+        while True:
+            # Re-read the state every time: the callback may feed() (moving the buffer)
+            # or call gets() itself.
+            if self._dead is not None:
+                raise ProtocolError(self._dead)
+            reply = self._parse(self._pos, 0, &end)
+            if reply is _INCOMPLETE:
+                return count
+            self._pos = end
+            count += 1
+            callback(reply)
+
+    cdef object _fail(self, str message):
+        # Every malformed-input error goes through here so the reader is marked dead
+        # without a try/except on the hot path.
+        self._dead = message
+        raise ProtocolError(message)
+
+    cdef Py_ssize_t _line(self, const char* base, Py_ssize_t pos) except -2:
+        # Index of the CR ending the line whose body starts at pos; -1: not all here yet.
+        cdef Py_ssize_t end = self._end
+        cdef Py_ssize_t cr
+        cdef const char* hit = <const char*>memchr(base + pos, 13, <size_t>(end - pos))
+        if hit == NULL:
+            if end - pos > self._max_line:
+                self._fail(f"line longer than {self._max_line} bytes")
+            return -1
+        cr = hit - base
+        if cr - pos > self._max_line:
+            self._fail(f"line longer than {self._max_line} bytes")
+        if cr + 1 >= end:
+            return -1
+        if base[cr + 1] != 10:
+            self._fail("expected LF after CR")
+        return cr
+
+    cdef int _parse_int(self, const char* p, Py_ssize_t n, str what,
+                        long long* out) except -1:
+        # Strict: optional '-', then 1..18 ASCII digits (no '+', '_', spaces).
+        cdef Py_ssize_t i = 0
+        cdef long long value = 0
+        cdef bint negative = n > 0 and p[0] == 45
+        cdef unsigned char c
+        if negative:
+            i = 1
+        if n - i <= 0 or n - i > 18:
+            self._bad_int(p, n, what)
+        while i < n:
+            c = <unsigned char>p[i]
+            if c < 48 or c > 57:
+                self._bad_int(p, n, what)
+            value = value * 10 + (c - 48)
+            i += 1
+        out[0] = -value if negative else value
+        return 0
+
+    cdef object _bad_int(self, const char* p, Py_ssize_t n, str what):
+        self._fail(f"invalid {what}: {PyBytes_FromStringAndSize(p, min(n, 32))!r}")
+
+    cdef object _parse(self, Py_ssize_t pos, int depth, Py_ssize_t* out):
+        # The pointer is taken here, fresh: nothing below runs Python code that could feed
+        # before it is used, except server_error(), after which this frame returns.
+        cdef const char* base = PyByteArray_AS_STRING(self._buf)
+        cdef Py_ssize_t cr, n, end
+        cdef long long number = 0
+        cdef unsigned char kind
+        cdef list items
+        cdef Py_ssize_t i
+        if pos >= self._end:
+            return _INCOMPLETE
+        kind = <unsigned char>base[pos]
+        if kind != 43 and kind != 45 and kind != 58 and kind != 36 and kind != 42:
+            self._fail(f"invalid reply type byte 0x{kind:02x}")
+        cr = self._line(base, pos + 1)
+        if cr < 0:
+            return _INCOMPLETE
+        n = cr - pos - 1
+        base += pos + 1  # the line body
+        out[0] = cr + 2
+        if kind == 43:  # '+'
+            if n == 2 and base[0] == 79 and base[1] == 75:
+                return _OK
+            return PyUnicode_DecodeUTF8(base, n, "replace")
+        if kind == 45:  # '-'
+            code, _, message = PyUnicode_DecodeUTF8(base, n, "replace").partition(" ")
+            return server_error(code, message)
+        if kind == 58:  # ':'
+            self._parse_int(base, n, "integer", &number)
+            return number
+        if kind == 36:  # '$'
+            self._parse_int(base, n, "bulk length", &number)
+            if number == -1:
+                return None
+            if number < -1:
+                self._fail(f"invalid bulk length: {number}")
+            if number > self._max_bulk:
+                self._fail(f"bulk length {number} exceeds limit {self._max_bulk}")
+            pos = cr + 2
+            end = pos + <Py_ssize_t>number
+            if end + 2 > self._end:
+                return _INCOMPLETE
+            base = PyByteArray_AS_STRING(self._buf)
+            if base[end] != 13 or base[end + 1] != 10:
+                self._fail("bulk string not terminated by CRLF")
+            out[0] = end + 2
+            return PyBytes_FromStringAndSize(base + pos, <Py_ssize_t>number)
+        # '*'
+        self._parse_int(base, n, "array length", &number)
+        if number == -1:
+            return None
+        if number < -1:
+            self._fail(f"invalid array length: {number}")
+        if number > _MAX_ARRAY:
+            self._fail(f"array length {number} exceeds limit {_MAX_ARRAY}")
+        if depth >= _MAX_DEPTH:
+            self._fail(f"arrays nested deeper than {_MAX_DEPTH}")
+        items = []
+        pos = cr + 2
+        for i in range(<Py_ssize_t>number):
+            item = self._parse(pos, depth + 1, &pos)
+            if item is _INCOMPLETE:
+                return _INCOMPLETE
+            items.append(item)
+        out[0] = pos
+        return items
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
+def dumps(obj):
+    """Compact, single-line, ASCII JSON (no spaces: MUTATE requires it; NaN rejected)."""
+    return _encode(obj)
+
+
+cdef int _check_arg(object arg) except -1:
+    if not isinstance(arg, str):
+        raise TypeError(f"command argument must be str, not {type(arg).__name__}: {arg!r}")
+    if "\r" in arg or "\n" in arg or " " in arg or not arg:
+        raise ValueError(f"invalid command argument (empty, or contains a space or line break): {arg!r}")
+    return 0
+
+
+def pack_command(verb, *args):
+    """``VERB arg1 arg2\\r\\n``; each argument must be non-empty, without spaces or line breaks."""
+    _check_arg(verb)
+    for arg in args:
+        _check_arg(arg)
+    return (" ".join((verb,) + args) + "\r\n").encode("utf-8")
+
+
+def pack_json(verb, obj):
+    """``VERB <compact json>\\r\\n``."""
+    _check_arg(verb)
+    return (verb + " " + _encode(obj) + "\r\n").encode("ascii")
+
+
+def pack_fetch(queues):
+    """``FETCH q1 q2 ...\\r\\n`` (at least one queue)."""
+    if not queues:
+        raise ValueError("FETCH needs at least one queue")
+    for queue in queues:
+        _check_arg(queue)
+    return ("FETCH " + " ".join(queues) + "\r\n").encode("utf-8")
+
+
+cdef bint _plain(object text):
+    # True when json.dumps(text) == '"' + text + '"': printable ASCII, no quote or backslash.
+    cdef const unsigned char* p
+    cdef Py_ssize_t i, n
+    cdef unsigned char c
+    if not PyUnicode_CheckExact(text) or not PyUnicode_IS_COMPACT_ASCII(text):
+        return False
+    p = <const unsigned char*>PyUnicode_DATA(text)
+    n = PyUnicode_GET_LENGTH(text)
+    for i in range(n):
+        c = p[i]
+        if c < 32 or c > 126 or c == 34 or c == 92:
+            return False
+    return True
+
+
+def pack_ack(jid):
+    """``ACK {"jid":"..."}\\r\\n``."""
+    cdef Py_ssize_t n
+    cdef bytes out
+    cdef char* p
+    if not isinstance(jid, str):
+        raise TypeError(f"jid must be str, not {type(jid).__name__}: {jid!r}")
+    if not _plain(jid):
+        return b'ACK {"jid":' + _encode(jid).encode("ascii") + b"}\r\n"
+    # One allocation, three copies: the ASCII text is already the JSON string body.
+    n = PyUnicode_GET_LENGTH(jid)
+    out = PyBytes_FromStringAndSize(NULL, 12 + n + 4)
+    p = PyBytes_AS_STRING(out)
+    memcpy(p, b'ACK {"jid":"', 12)
+    memcpy(p + 12, PyUnicode_DATA(jid), n)
+    memcpy(p + 12 + n, b'"}\r\n', 4)
+    return out
+
+
+def pack_push(job):
+    """``PUSH <job json>\\r\\n``."""
+    return b"PUSH " + _encode(job).encode("ascii") + b"\r\n"
+
+
+def pack_pushb(jobs):
+    """``PUSHB [<job>,<job>,...]\\r\\n`` in linear time (one join, no repeated concatenation)."""
+    return b"PUSHB [" + ",".join(map(_encode, jobs)).encode("ascii") + b"]\r\n"
