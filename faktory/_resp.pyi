@@ -1,6 +1,6 @@
 # The contract of both codecs: faktory._resp (compiled) and faktory._resp_py (pure Python).
 # Both expose exactly these names, with the same behaviour and the same error texts.
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from faktory._const import NEED_DATA as NEED_DATA
 
@@ -18,6 +18,15 @@ class Reader:
     def feed(self, data: bytes | bytearray | memoryview) -> None: ...
     def gets(self) -> Any: ...
     def buffered(self) -> int: ...
+    def dispatch(self, callback: Callable[[Any], object]) -> int:
+        """Call ``callback(reply)`` for every complete reply, in order; return how many.
+
+        Exactly ``while (r := gets()) is not NEED_DATA: callback(r)``, without a Python call
+        per reply into the codec: a ``ProtocolError`` is raised after the replies before the
+        bad bytes were delivered; an exception from ``callback`` propagates, the reply it was
+        given stays consumed and the rest stay buffered for the next call.  ``callback`` may
+        call ``feed()``.
+        """
 
 def dumps(obj: Any) -> str: ...
 def pack_command(verb: str, *args: str) -> bytes: ...

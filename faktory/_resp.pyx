@@ -140,8 +140,6 @@ cdef class Reader:
         """
         cdef Py_ssize_t end = 0
         cdef Py_ssize_t count = 0
-        if self._dead is not None:
-            raise ProtocolError(self._dead)
         while True:
             # Re-read the state every time: the callback may feed() (moving the buffer)
             # or call gets() itself.

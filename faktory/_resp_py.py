@@ -6,7 +6,7 @@ byte stream.  Keep the two files diffable side by side: change one, change the o
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, MAX_ARRAY, MAX_DEPTH, NEED_DATA
 from faktory.errors import ProtocolError, server_error
@@ -21,10 +21,11 @@ _COMPACT_THRESHOLD = 1024
 
 
 class _Incomplete(Exception):
-    """Internal: the buffer ends before the reply does."""
+    """Internal: the buffer ends before the reply does.
 
-
-_INCOMPLETE = _Incomplete()
+    Always raised as the class, never as a shared instance: re-raising one instance chains
+    every raise's traceback onto it, keeping frames alive (memory grows with every gets()).
+    """
 
 
 def _parse_int(line: bytes, what: str) -> int:
@@ -75,6 +76,20 @@ class Reader:
         self._pos = pos
         return reply
 
+    def dispatch(self, callback: Callable[[Any], object]) -> int:
+        """Call ``callback(reply)`` for each complete reply, in order; return how many.
+
+        Same as ``while (r := gets()) is not NEED_DATA: callback(r)``: bad bytes raise
+        ``ProtocolError`` after every reply before them was delivered.
+        """
+        count = 0
+        while True:
+            reply = self.gets()
+            if reply is NEED_DATA:
+                return count
+            count += 1
+            callback(reply)
+
     def _line(self, pos: int) -> int:
         # Index of the CR that ends the line whose body starts at ``pos``.
         buf = self._buf
@@ -82,11 +97,11 @@ class Reader:
         if cr < 0:
             if len(buf) - pos > self._max_line:
                 raise ProtocolError(f"line longer than {self._max_line} bytes")
-            raise _INCOMPLETE
+            raise _Incomplete
         if cr - pos > self._max_line:
             raise ProtocolError(f"line longer than {self._max_line} bytes")
         if cr + 1 >= len(buf):
-            raise _INCOMPLETE
+            raise _Incomplete
         if buf[cr + 1] != 10:
             raise ProtocolError("expected LF after CR")
         return cr
@@ -94,7 +109,7 @@ class Reader:
     def _parse(self, pos: int, depth: int) -> tuple[Any, int]:
         buf = self._buf
         if pos >= len(buf):
-            raise _INCOMPLETE
+            raise _Incomplete
         kind = buf[pos]
         if kind not in b"+-:$*":
             raise ProtocolError(f"invalid reply type byte 0x{kind:02x}")
@@ -102,6 +117,8 @@ class Reader:
         line = bytes(buf[pos + 1:cr])
         pos = cr + 2
         if kind == 43:  # '+'
+            if line == b"OK":  # most of the traffic: one shared str
+                return "OK", pos
             return line.decode("utf-8", "replace"), pos
         if kind == 45:  # '-'
             text = line.decode("utf-8", "replace")
@@ -119,7 +136,7 @@ class Reader:
                 raise ProtocolError(f"bulk length {length} exceeds limit {self._max_bulk}")
             end = pos + length
             if end + 2 > len(buf):
-                raise _INCOMPLETE
+                raise _Incomplete
             if buf[end] != 13 or buf[end + 1] != 10:
                 raise ProtocolError("bulk string not terminated by CRLF")
             return bytes(buf[pos:end]), end + 2

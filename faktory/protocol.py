@@ -1,30 +1,47 @@
 """Chooses the codec: the compiled ``faktory._resp`` when built, else ``faktory._resp_py``.
 
-``FAKTORY_NO_EXTENSIONS=1`` forces the pure-Python codec.  ``IMPLEMENTATION`` says
-which one is active (``"cython"`` or ``"python"``); ``CODECS`` holds every codec that
-imports here, by name, so tests and benchmarks can run both in one process.
+``FAKTORY_NO_EXTENSIONS=1`` (any value but empty, ``0``, ``false``, ``no``) forces the
+pure-Python codec: the compiled module is then not even imported, as with aiohttp's and
+msgpack's switches.  ``IMPLEMENTATION`` says which one is active (``"cython"`` or
+``"python"``); ``CODECS`` holds every codec usable here, by implementation name, so tests
+and benchmarks can run both in one process (``Connection.open(..., codec=CODECS["python"])``).
+``COMPILED_IMPORT_ERROR`` keeps the reason the compiled codec is missing, if it is.
 """
 from __future__ import annotations
 
+import logging
 import os
 from types import ModuleType
 
 from faktory import _resp_py
+from faktory._const import NEED_DATA
 
-__all__ = ["CODECS", "codec", "IMPLEMENTATION", "NEED_DATA"]
+__all__ = ["CODECS", "COMPILED_IMPORT_ERROR", "IMPLEMENTATION", "NEED_DATA", "codec",
+           "extensions_disabled"]
 
-CODECS: dict[str, ModuleType] = {"python": _resp_py}
-try:
-    from faktory import _resp as _compiled
-except ImportError:  # not built: no compiler, FAKTORY_NO_EXTENSIONS at build time, ...
-    _compiled = None
+log = logging.getLogger(__name__)
+
+
+def extensions_disabled() -> bool:
+    """True when ``FAKTORY_NO_EXTENSIONS`` asks for pure Python (same rule as setup.py)."""
+    return os.environ.get("FAKTORY_NO_EXTENSIONS", "").strip().lower() not in ("", "0", "false", "no")
+
+
+CODECS: dict[str, ModuleType] = {}
+COMPILED_IMPORT_ERROR: str | None = None
+
+if extensions_disabled():
+    COMPILED_IMPORT_ERROR = "disabled by FAKTORY_NO_EXTENSIONS"
 else:
-    CODECS["cython"] = _compiled
+    try:
+        from faktory import _resp as _compiled
+    except ImportError as exc:  # not built: no compiler, no Cython, built for another Python...
+        COMPILED_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+        log.debug("compiled codec unavailable (%s); using pure Python", COMPILED_IMPORT_ERROR)
+    else:
+        CODECS[_compiled.IMPLEMENTATION] = _compiled
+CODECS[_resp_py.IMPLEMENTATION] = _resp_py
 
-if _compiled is not None and not os.environ.get("FAKTORY_NO_EXTENSIONS"):
-    codec: ModuleType = _compiled
-else:
-    codec = _resp_py
-
+#: The active codec: the first of ``CODECS`` (compiled when available).
+codec: ModuleType = next(iter(CODECS.values()))
 IMPLEMENTATION: str = codec.IMPLEMENTATION
-NEED_DATA = _resp_py.NEED_DATA
