@@ -1,0 +1,864 @@
+"""The worker: fetches jobs, runs their functions, reports the outcome, beats.
+
+Architecture (why it is dense and never stalls):
+
+* ``concurrency`` *slots*.  A slot is taken by a FETCH before it is sent and kept by the
+  job it brings until the job function returns, so at most ``concurrency`` jobs are ever
+  held in memory, and a FETCH only starts when a slot is free.
+* A fixed number of *fetcher* tasks (``fetchers``, a handful), each owning one connection
+  of the fetch client for as long as it can: several FETCHes are in flight at once, so
+  short jobs keep every slot busy.  A FETCH blocks up to 2 s on the server when the queues
+  are empty; nothing else ever waits behind it.
+* Results (ACK/FAIL) and heartbeats go through a second client: they never queue behind a
+  blocking FETCH.  The heartbeat task holds one of its connections for the whole life of
+  the worker, so the server never forgets the wid.
+* Each job runs as a task: ``async def`` functions on the loop, plain functions in a
+  ``ThreadPoolExecutor`` sized to ``concurrency``.  The middleware chain is composed once
+  at start (no composition at all when there is none).
+
+Shutdown (``stop()``, SIGTERM, SIGINT, ``terminate`` from the server): no new FETCH;
+FETCHes already sent complete (the server answers within 2 s) and their jobs run like the
+others; running jobs get ``timeout`` seconds, then they are cancelled and FAILed (so the
+server retries them); pending ACK/FAILs get ``report_grace`` seconds; connections END.
+``kill()`` (a second SIGINT) does the same without waiting for the jobs.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import inspect
+import json
+import logging
+import os
+import random
+import resource
+import signal
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, Union
+
+from faktory import protocol
+from faktory.errors import FaktoryError, JobNotFoundError, ServerError, UnknownWorkerError
+from faktory.middleware import JobContext, Middleware, compose
+
+__all__ = [
+    "Worker",
+    "JobContext",
+    "UnknownJobTypeError",
+    "JobCancelledError",
+    "QueueSpec",
+    "queue_order",
+    "weighted_shuffle",
+    "rss_kb",
+    "register_into",
+]
+
+log = logging.getLogger("faktory.worker")
+
+#: ``queues=``: a sequence (strict order), a mapping ``{name: weight}`` (weighted random
+#: order, reshuffled for every FETCH) or a callable returning the list for each FETCH.
+QueueSpec = Union[Sequence[str], Mapping[str, float], Callable[[], Sequence[str]]]
+
+# States only move forward.
+NEW, RUNNING, QUIET, STOPPING, STOPPED = "new", "running", "quiet", "stopping", "stopped"
+
+_json_loads = json.loads
+_monotonic = time.monotonic
+
+
+class UnknownJobTypeError(FaktoryError, LookupError):
+    """No function is registered for the fetched job's jobtype (the job is FAILed)."""
+
+    def __init__(self, jobtype: str) -> None:
+        super().__init__(f"no function registered for jobtype {jobtype!r}")
+        self.jobtype = jobtype
+
+
+class JobCancelledError(FaktoryError):
+    """The worker gave up on a running job (shutdown deadline or immediate stop).
+
+    This is what the job is FAILed with, so the server schedules a retry.
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# queue order
+
+
+def weighted_shuffle(weights: Mapping[str, float], rng: random.Random | None = None) -> list[str]:
+    """Order ``weights``' names at random, each pick weighted among those still left.
+
+    A name is first with probability ``weight / sum(weights)``; equal weights give a
+    uniformly random permutation.  (Efraimidis and Spirakis: sort by ``u ** (1/w)``.)
+    """
+    rand = (rng or random).random
+    return sorted(weights, key=lambda name: rand() ** (1.0 / weights[name]), reverse=True)
+
+
+class _StrictOrder:
+    __slots__ = ("names", "command")
+
+    def __init__(self, names: Sequence[str], codec: ModuleType) -> None:
+        self.names = tuple(names)
+        self.command = codec.pack_fetch(self.names)
+
+    def __call__(self) -> bytes:
+        return self.command
+
+    def describe(self) -> str:
+        return ", ".join(self.names) + " (strict order)"
+
+
+class _WeightedOrder:
+    __slots__ = ("weights", "names", "_rng", "_pack", "_inverse")
+
+    def __init__(self, weights: Mapping[str, float], codec: ModuleType, rng: random.Random | None) -> None:
+        self.weights = dict(weights)
+        self.names = tuple(self.weights)
+        self._rng = rng or random.Random()
+        self._pack = codec.pack_fetch
+        self._inverse = {name: 1.0 / weight for name, weight in self.weights.items()}
+        codec.pack_fetch(self.names)  # validates the names once
+
+    def __call__(self) -> bytes:
+        rand = self._rng.random
+        inverse = self._inverse
+        return self._pack(sorted(self.names, key=lambda n: rand() ** inverse[n], reverse=True))
+
+    def describe(self) -> str:
+        return ", ".join(f"{n}={w:g}" for n, w in self.weights.items()) + " (weighted random order)"
+
+
+class _CallableOrder:
+    __slots__ = ("fn", "names", "_pack")
+
+    def __init__(self, fn: Callable[[], Sequence[str]], codec: ModuleType) -> None:
+        self.fn = fn
+        self.names: tuple[str, ...] = ()
+        self._pack = codec.pack_fetch
+
+    def __call__(self) -> bytes:
+        return self._pack(list(self.fn()))
+
+    def describe(self) -> str:
+        return f"chosen by {getattr(self.fn, '__qualname__', self.fn)!s} for each fetch"
+
+
+def queue_order(spec: QueueSpec, codec: ModuleType | None = None,
+                rng: random.Random | None = None) -> Callable[[], bytes]:
+    """Turn a ``queues=`` value into a function returning the FETCH command to send next.
+
+    Raises ``ValueError``/``TypeError`` for an empty list, a bad name or a weight <= 0.
+    """
+    codec = codec or protocol.codec
+    if isinstance(spec, str):
+        raise TypeError(f"queues must be a sequence of names, not the string {spec!r}")
+    if isinstance(spec, Mapping):
+        if not spec:
+            raise ValueError("queues: at least one queue is needed")
+        for name, weight in spec.items():
+            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
+                raise ValueError(f"queue {name!r}: weight must be a number > 0, not {weight!r}")
+        return _WeightedOrder(spec, codec, rng)
+    if callable(spec):
+        return _CallableOrder(spec, codec)
+    names = list(spec)
+    if not names:
+        raise ValueError("queues: at least one queue is needed")
+    if len(set(names)) != len(names):
+        raise ValueError(f"queues: duplicate names in {names!r}")
+    return _StrictOrder(names, codec)
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+_PAGE_KB = (os.sysconf("SC_PAGE_SIZE") // 1024) if hasattr(os, "sysconf") else 4
+
+
+def rss_kb() -> int:
+    """Resident set size of this process in KiB (peak RSS where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE_KB
+    except (OSError, ValueError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak // 1024 if os.uname().sysname == "Darwin" else peak
+
+
+def _is_async_callable(fn: Any) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _call_sync(fn: Callable[..., Any], ctx: JobContext) -> Any:
+    # Runs in a worker thread: the function and, when it returns one, its context
+    # provider (a plain function's provider runs where the function ran).
+    result = fn(*ctx.args)
+    if callable(result):
+        result = result(ctx)
+    return result
+
+
+def register_into(registry: dict[str, Callable[..., Any]], name: Any, fn: Any) -> Any:
+    """``register(name, fn)`` / ``@register`` / ``@register("name")`` over ``registry``."""
+    if callable(name) and fn is None:
+        fn, name = name, getattr(name, "__name__", None)
+    if fn is None:
+        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+            return register_into(registry, name if name is not None else func.__name__, func)
+        return decorator
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"jobtype must be a non-empty str, not {name!r}")
+    if not callable(fn):
+        raise TypeError(f"job function for {name!r} must be callable, not {fn!r}")
+    registry[name] = fn
+    return fn
+
+
+def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
+    return min(cap, base * (2 ** min(attempt, 16))) * (0.5 + random.random() / 2)
+
+
+def _resolve_codec(codec: ModuleType | str | None) -> ModuleType:
+    if codec is None:
+        return protocol.codec
+    if isinstance(codec, str):
+        return protocol.CODECS[codec]
+    return codec
+
+
+def _beat_state(reply: Any) -> str:
+    # BEAT replies: +OK, or a bulk (real server) / simple string {"state":"quiet"}.
+    if reply == "OK" or reply is None:
+        return "OK"
+    if isinstance(reply, (bytes, bytearray)):
+        reply = reply.decode("utf-8", "replace")
+    try:
+        state = json.loads(reply).get("state")
+    except (ValueError, AttributeError):
+        return "OK"
+    return state if state in ("quiet", "terminate") else "OK"
+
+
+# ---------------------------------------------------------------------------------------
+# the worker
+
+
+class Worker:
+    """Fetches jobs from Faktory and runs the registered functions for them.
+
+    ``queues`` is a sequence (strict order: the first non-empty queue wins), a mapping
+    ``{queue: weight}`` (weighted random order, reshuffled for every FETCH) or a callable
+    returning the list for each FETCH.  ``timeout`` is the shutdown grace given to
+    running jobs.  ``pool_size`` is the number of connections for ACK/FAIL (default:
+    enough for ``concurrency``); ``fetchers`` the number of concurrent FETCH loops
+    (default ``min(concurrency, 4)``).  ``url``/``password``/``tls`` go to the clients
+    (``None``: ``FAKTORY_URL``/``FAKTORY_PROVIDER``, then ``tcp://localhost:7419``).
+
+    Usage::
+
+        worker = Worker(concurrency=10, queues={"critical": 3, "default": 1})
+
+        @worker.register("send_email")
+        async def send_email(to, subject):
+            ...
+
+        await worker.work()      # until stop(), a signal or the server says terminate
+    """
+
+    #: Seconds pending ACK/FAILs are retried for once the worker is stopping.
+    report_grace: float = 5.0
+
+    def __init__(
+        self,
+        *,
+        wid: str | None = None,
+        concurrency: int = 20,
+        timeout: float = 8.0,
+        beat_interval: float = 15.0,
+        queues: QueueSpec = ("default",),
+        middleware: Iterable[Middleware] = (),
+        registry: dict[str, Callable[..., Any]] | None = None,
+        pool_size: int | None = None,
+        labels: Iterable[str] = (),
+        url: str | None = None,
+        password: str | None = None,
+        tls: Any = None,
+        fetchers: int | None = None,
+        hostname: str | None = None,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 10.0,
+        codec: ModuleType | str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
+        if timeout < 0:
+            raise ValueError(f"timeout must be >= 0, not {timeout!r}")
+        if not beat_interval > 0:
+            raise ValueError(f"beat_interval must be > 0, not {beat_interval!r}")
+        self.wid: str = wid or os.urandom(8).hex()
+        self.concurrency = concurrency
+        self.timeout = float(timeout)
+        self.beat_interval = float(beat_interval)
+        self.registry: dict[str, Callable[..., Any]] = {} if registry is None else registry
+        self.middleware: list[Middleware] = list(middleware)
+        self.labels: tuple[str, ...] = tuple(labels)
+        self.url = url
+        self.password = password
+        self.tls = tls
+        self.hostname = hostname or socket.gethostname()
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.fetchers = fetchers if fetchers is not None else min(concurrency, 4)
+        if self.fetchers < 1:
+            raise ValueError(f"fetchers must be >= 1, not {fetchers!r}")
+        self.pool_size = pool_size if pool_size is not None else min(concurrency, 10)
+        self._codec = _resolve_codec(codec)
+        self._queue_spec = queues
+        self._next_fetch = queue_order(queues, self._codec, rng)
+
+        #: Counters since start: jobs ACKed, jobs FAILed (including unknown jobtypes
+        #: and jobs given up on at shutdown), and jobs given up on at shutdown.
+        self.processed = 0
+        self.failed = 0
+        self.abandoned = 0
+        #: True when the worker was stopped at once (``kill()``, a second SIGINT).
+        self.killed = False
+
+        self._state = NEW
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: Any = None
+        self._fetch_client: Any = None
+        self._chain: Callable[[JobContext], Awaitable[Any]] = self._run_job
+        self._executor: ThreadPoolExecutor | None = None
+        self._async_cache: dict[Any, bool] = {}
+        self._free = concurrency
+        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._running: dict[JobContext, asyncio.Task[Any]] = {}
+        self._reports = 0  # ACK/FAILs not yet answered
+        self._fetching = 0  # FETCHes in flight
+        self._generation = 0  # bumped to make fetchers reconnect (new HELLO)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_requested: asyncio.Event | None = None
+        self._kill_requested: asyncio.Event | None = None
+        self._changed: asyncio.Event | None = None
+        self._beat_now: asyncio.Event | None = None
+        self._pending_call: str | None = None  # stop()/quiet() called before work()
+        self._log_jobs = False
+        self._signals: list[tuple[int, Any]] = []
+        self._sigint_count = 0
+
+    # -- registration ------------------------------------------------------------------
+
+    def register(self, name: str | Callable[..., Any] | None = None,
+                 fn: Callable[..., Any] | None = None) -> Any:
+        """Register ``fn`` for jobtype ``name``; returns ``fn``.
+
+        Also a decorator: ``@worker.register`` (jobtype = the function's name) or
+        ``@worker.register("jobtype")``.
+        """
+        return register_into(self.registry, name, fn)
+
+    def use(self, middleware: Middleware) -> Middleware:
+        """Append a middleware ``async def mw(ctx, next)``; returns it (decorator-friendly).
+
+        Middleware added after ``work()`` started is used by the next run only.
+        """
+        if not callable(middleware):
+            raise TypeError(f"middleware must be an async callable mw(ctx, next), not {middleware!r}")
+        self.middleware.append(middleware)
+        return middleware
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``new``, ``running``, ``quiet``, ``stopping`` or ``stopped``."""
+        return self._state
+
+    @property
+    def busy(self) -> int:
+        """Jobs currently running."""
+        return len(self._running)
+
+    def _in_loop_thread(self) -> bool:
+        loop = self._loop
+        if loop is None:
+            return True
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
+
+    def quiet(self) -> None:
+        """Stop fetching; running jobs finish; keep beating. Thread-safe."""
+        if not self._in_loop_thread():
+            self._loop.call_soon_threadsafe(self.quiet)  # type: ignore[union-attr]
+            return
+        if self._state == NEW:
+            self._pending_call = self._pending_call or "quiet"
+            return
+        if self._state != RUNNING:
+            return
+        log.info("worker %s quiet: no more fetches", self.wid)
+        self._state = QUIET
+        self._wake_fetchers()
+        if self._beat_now is not None:
+            self._beat_now.set()
+
+    def stop(self) -> None:
+        """Stop gracefully (see the module docstring); ``work()`` returns when done.
+
+        Thread-safe; calling it again has no effect (see ``kill()``).
+        """
+        if not self._in_loop_thread():
+            self._loop.call_soon_threadsafe(self.stop)  # type: ignore[union-attr]
+            return
+        if self._state == NEW:
+            self._pending_call = "stop"
+            return
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    def kill(self) -> None:
+        """Stop at once: running jobs are cancelled and FAILed without waiting. Thread-safe."""
+        if not self._in_loop_thread():
+            self._loop.call_soon_threadsafe(self.kill)  # type: ignore[union-attr]
+            return
+        if self._state == NEW:
+            self._pending_call = "kill"
+            return
+        if self._kill_requested is not None and self._state != STOPPED:
+            self._kill_requested.set()
+            self._stop_requested.set()  # type: ignore[union-attr]
+
+    # -- main --------------------------------------------------------------------------
+
+    async def work(self, *, handle_signals: bool = True) -> None:
+        """Connect and process jobs until stopped.
+
+        Returns after a graceful stop (``stop()``, SIGTERM/SIGINT, ``terminate`` from the
+        server) or an immediate one (``kill()``, a second SIGINT).  Connection errors at
+        start are raised; later ones are retried with backoff.  When ``handle_signals``
+        and running in the main thread, SIGTERM/SIGINT/SIGTSTP handlers are installed for
+        the duration (and the previous handlers restored).
+        """
+        if self._state != NEW:
+            raise RuntimeError("a Worker can work() only once; create a new one")
+        from faktory.client import Client  # late: keeps `import faktory.worker` light
+
+        loop = self._loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        self._kill_requested = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._beat_now = asyncio.Event()
+        self._chain = compose(self.middleware, self._run_job) if self.middleware else self._run_job
+        self._log_jobs = log.isEnabledFor(logging.DEBUG)
+        common = dict(url=self.url, password=self.password, tls=self.tls, wid=self.wid,
+                      labels=self.labels, hostname=self.hostname,
+                      connect_timeout=self.connect_timeout, command_timeout=self.command_timeout,
+                      codec=self._codec)
+        # +1: the heartbeat holds one connection for the worker's whole life.
+        self._client = Client(pool_size=self.pool_size + 1, **common)
+        self._fetch_client = Client(pool_size=self.fetchers, **common)
+        try:
+            await self._client.connect()
+            await self._fetch_client.connect()
+        except BaseException:
+            self._state = STOPPED
+            await self._close_clients()
+            raise
+        self._state = RUNNING
+        if handle_signals:
+            self._install_signals(loop)
+        try:
+            log.info("worker %s running: concurrency %d, queues %s, %d fetchers", self.wid,
+                     self.concurrency, self._next_fetch.describe(), self.fetchers)  # type: ignore[attr-defined]
+            pending, self._pending_call = self._pending_call, None
+            if pending == "quiet":
+                self.quiet()
+            elif pending == "stop":
+                self.stop()
+            elif pending == "kill":
+                self.kill()
+            self._spawn(self._heartbeat(), "heartbeat")
+            for index in range(self.fetchers):
+                self._spawn(self._fetcher(index), f"fetcher-{index}")
+            await self._stop_requested.wait()
+            await self._shutdown()
+        finally:
+            self._state = STOPPED
+            self._remove_signals()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._close_clients()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+            log.info("worker %s stopped: %d processed, %d failed, %d abandoned", self.wid,
+                     self.processed, self.failed, self.abandoned)
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = self._loop.create_task(coro, name=name)  # type: ignore[union-attr, arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("worker %s: internal task failed", self.wid, exc_info=task.exception())
+
+    async def _close_clients(self) -> None:
+        for client in (self._fetch_client, self._client):
+            if client is not None:
+                try:
+                    await client.close()
+                except Exception:  # pragma: no cover - closing is best effort
+                    log.debug("closing a client failed", exc_info=True)
+
+    # -- shutdown ----------------------------------------------------------------------
+
+    async def _wait_until(self, done: Callable[[], bool], deadline: float) -> bool:
+        """Wait until ``done()`` (re-checked whenever something changes) or the deadline
+        or a kill; True when ``done()``."""
+        changed = self._changed
+        assert changed is not None and self._kill_requested is not None
+        while not done():
+            if self._kill_requested.is_set():
+                return False
+            remaining = deadline - _monotonic()
+            if remaining <= 0:
+                return False
+            changed.clear()
+            kill_wait = asyncio.ensure_future(self._kill_requested.wait())
+            change_wait = asyncio.ensure_future(changed.wait())
+            try:
+                await asyncio.wait((kill_wait, change_wait), timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                kill_wait.cancel()
+                change_wait.cancel()
+        return True
+
+    async def _shutdown(self) -> None:
+        assert self._kill_requested is not None and self._beat_now is not None
+        self._state = STOPPING
+        self._wake_fetchers()
+        self._beat_now.set()
+        killed = self._kill_requested.is_set()
+        deadline = _monotonic() + self.timeout
+        if not killed:
+            log.info("worker %s stopping: %d running jobs get %.1f s", self.wid,
+                     len(self._running), self.timeout)
+            finished = await self._wait_until(
+                lambda: not self._running and not self._fetching, deadline)
+            killed = self._kill_requested.is_set()
+        else:
+            finished = not self._running and not self._fetching
+        if killed:
+            self.killed = True
+            log.warning("worker %s stopping at once", self.wid)
+        if not finished:
+            # FETCHes still out (only when killed or the server hangs): their replies are lost
+            # to this worker; the server re-queues such jobs when their reservation expires.
+            for task in list(self._tasks):
+                if task.get_name().startswith("fetcher-"):
+                    task.cancel()
+            self._abandon_running("worker stopped at once" if killed else
+                                  f"worker shutdown: job still running after {self.timeout:g} s")
+        grace = min(self.report_grace, 1.0) if killed else self.report_grace
+        if not await self._wait_until(lambda: self._reports == 0, _monotonic() + grace):
+            log.warning("worker %s: %d ACK/FAIL not delivered at shutdown", self.wid, self._reports)
+
+    def _abandon_running(self, reason: str) -> None:
+        for ctx, task in list(self._running.items()):
+            if ctx._cancelled:
+                continue
+            ctx.cancel()
+            task.cancel()
+            self.abandoned += 1
+            self.failed += 1
+            log.warning("job %s (%s) cancelled and FAILed: %s", ctx.jid, ctx.jobtype, reason)
+            self._spawn(self._report(ctx, JobCancelledError(reason)), "abandon")
+
+    # -- signals -----------------------------------------------------------------------
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        handlers = {signal.SIGTERM: self._on_sigterm, signal.SIGINT: self._on_sigint}
+        if hasattr(signal, "SIGTSTP"):
+            handlers[signal.SIGTSTP] = self._on_sigtstp
+        for sig, handler in handlers.items():
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, handler)
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+                continue
+            self._signals.append((sig, previous))
+
+    def _remove_signals(self) -> None:
+        loop = self._loop
+        while self._signals:
+            sig, previous = self._signals.pop()
+            try:
+                if loop is not None:
+                    loop.remove_signal_handler(sig)
+                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+            except (ValueError, RuntimeError, OSError):  # pragma: no cover
+                log.debug("could not restore the handler of signal %s", sig, exc_info=True)
+
+    def _on_sigterm(self) -> None:
+        log.info("SIGTERM: stopping gracefully (jobs get %g s)", self.timeout)
+        self.stop()
+
+    def _on_sigint(self) -> None:
+        self._sigint_count += 1
+        if self._sigint_count == 1:
+            log.info("SIGINT: stopping gracefully (jobs get %g s); SIGINT again stops at once",
+                     self.timeout)
+            self.stop()
+        else:
+            log.info("second SIGINT: stopping at once")
+            self.kill()
+
+    def _on_sigtstp(self) -> None:
+        log.info("SIGTSTP: quiet (no more fetches)")
+        self.quiet()
+
+    # -- slots and fetching --------------------------------------------------------------
+
+    def _wake_fetchers(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _release_slot(self) -> None:
+        self._free += 1
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _fetcher(self, index: int) -> None:
+        attempt = 0
+        loop = self._loop
+        assert loop is not None
+        fetch_timeout = max(self.command_timeout, 5.0)
+        while self._state == RUNNING:
+            try:
+                async with self._fetch_client.acquire() as conn:
+                    generation = self._generation
+                    while self._state == RUNNING and generation == self._generation:
+                        if self._free <= 0:
+                            waiter = loop.create_future()
+                            self._slot_waiters.append(waiter)
+                            await waiter
+                            continue
+                        self._free -= 1
+                        self._fetching += 1
+                        try:
+                            reply = await conn.execute(self._next_fetch(), timeout=fetch_timeout)
+                        except BaseException:
+                            self._release_slot()
+                            raise
+                        finally:
+                            self._fetching -= 1
+                            if self._state == STOPPING:
+                                self._changed.set()  # type: ignore[union-attr]
+                        attempt = 0
+                        if reply is None:
+                            self._release_slot()
+                        else:
+                            self._dispatch(reply)
+                    if generation != self._generation:
+                        conn.close()  # reconnect: a fresh HELLO registers the wid again
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self._state != RUNNING:
+                    break
+                delay = _backoff(attempt)
+                attempt += 1
+                log.warning("worker %s fetcher %d: %s; retrying in %.2f s", self.wid, index,
+                            exc or type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+
+    def _dispatch(self, reply: bytes) -> None:
+        # The hot path: FETCH reply -> job dict -> a task running the chain.
+        try:
+            job = _json_loads(reply)
+            fn = self.registry.get(job["jobtype"])
+        except (ValueError, TypeError, KeyError):
+            self._release_slot()
+            log.error("worker %s: unusable job from the server: %.200r", self.wid, reply)
+            return
+        ctx = JobContext(job, fn, self)
+        self._running[ctx] = self._loop.create_task(self._process(ctx))  # type: ignore[union-attr]
+
+    # -- running a job -------------------------------------------------------------------
+
+    def _is_async(self, fn: Any) -> bool:
+        try:
+            return self._async_cache[fn]
+        except KeyError:
+            result = self._async_cache[fn] = _is_async_callable(fn)
+            return result
+        except TypeError:  # unhashable callable
+            return _is_async_callable(fn)
+
+    def _get_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.concurrency,
+                                                thread_name_prefix=f"faktory-{self.wid[:8]}")
+        return self._executor
+
+    async def _run_job(self, ctx: JobContext) -> Any:
+        """The innermost handler: run the job function (and its context provider)."""
+        fn = ctx.fn
+        if fn is None:
+            raise UnknownJobTypeError(ctx.jobtype)
+        if self._is_async(fn):
+            result = await fn(*ctx.args)
+            if callable(result):
+                result = result(ctx)
+        else:
+            result = await self._loop.run_in_executor(  # type: ignore[union-attr]
+                self._get_executor(), _call_sync, fn, ctx)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _process(self, ctx: JobContext) -> None:
+        started = _monotonic() if self._log_jobs else 0.0
+        error: BaseException | None = None
+        try:
+            await self._chain(ctx)
+        except BaseException as exc:  # the job's failure, whatever it is, FAILs the job
+            error = exc
+        self._release_slot()
+        self._running.pop(ctx, None)
+        if self._state == STOPPING:
+            self._changed.set()  # type: ignore[union-attr]
+        if ctx._cancelled:
+            return  # given up on at shutdown: the worker has FAILed it already
+        if self._log_jobs:
+            log.debug("job %s %s (%s) %s in %.1f ms", ctx.jid, ctx.jobtype, ctx.queue,
+                      "ok" if error is None else f"failed: {error!r}",
+                      (_monotonic() - started) * 1000)
+        if error is None:
+            self.processed += 1
+        else:
+            self.failed += 1
+            if not isinstance(error, Exception):
+                log.warning("job %s (%s) ended with %r", ctx.jid, ctx.jobtype, error)
+            elif not self._log_jobs:
+                log.info("job %s (%s) failed: %s: %s", ctx.jid, ctx.jobtype,
+                         type(error).__name__, error)
+        await self._report(ctx, error)
+
+    async def _report(self, ctx: JobContext, error: BaseException | None) -> None:
+        """ACK (error None) or FAIL the job; retried on transport errors only."""
+        self._reports += 1
+        attempt = 0
+        try:
+            while True:
+                try:
+                    if error is None:
+                        await self._client.ack(ctx.jid)
+                    else:
+                        await self._client.fail(ctx.jid, error, backtrace_limit=self._backtrace_limit(ctx))
+                    return
+                except JobNotFoundError:
+                    log.warning("FAIL of job %s: the server does not hold it any more", ctx.jid)
+                    return
+                except ServerError as exc:
+                    log.error("%s of job %s refused by the server: %s",
+                              "ACK" if error is None else "FAIL", ctx.jid, exc)
+                    return
+                except (OSError, asyncio.TimeoutError, FaktoryError) as exc:
+                    if self._state == STOPPED:
+                        return
+                    delay = _backoff(attempt)
+                    attempt += 1
+                    log.warning("%s of job %s failed (%s); retrying in %.2f s",
+                                "ACK" if error is None else "FAIL", ctx.jid, exc, delay)
+                    await asyncio.sleep(delay)
+        finally:
+            self._reports -= 1
+            if self._state == STOPPING:
+                self._changed.set()  # type: ignore[union-attr]
+
+    @staticmethod
+    def _backtrace_limit(ctx: JobContext) -> int:
+        limit = ctx.job.get("backtrace")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            return 50
+        return min(limit, 50)
+
+    # -- heartbeat -----------------------------------------------------------------------
+
+    def _beat_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"wid": self.wid, "rss_kb": rss_kb()}
+        if self._state == QUIET:
+            payload["current_state"] = "quiet"
+        elif self._state in (STOPPING, STOPPED):
+            payload["current_state"] = "terminate"
+        return payload
+
+    async def _heartbeat(self) -> None:
+        attempt = 0
+        beat_now = self._beat_now
+        assert beat_now is not None
+        while True:
+            conn = None
+            try:
+                async with self._client.acquire() as conn:
+                    while True:
+                        beat_now.clear()
+                        reply = await conn.execute(self._codec.pack_json("BEAT", self._beat_payload()))
+                        attempt = 0
+                        state = _beat_state(reply)
+                        if state == "quiet" and self._state == RUNNING:
+                            log.info("worker %s: the server says quiet", self.wid)
+                            self.quiet()
+                        elif state == "terminate" and self._state in (RUNNING, QUIET):
+                            log.info("worker %s: the server says terminate", self.wid)
+                            self.stop()
+                        try:
+                            await asyncio.wait_for(beat_now.wait(), self.beat_interval)
+                        except asyncio.TimeoutError:
+                            pass
+            except asyncio.CancelledError:
+                raise
+            except UnknownWorkerError:
+                log.warning("worker %s: the server forgot this worker; reconnecting", self.wid)
+                if conn is not None:
+                    conn.close()
+                self._generation += 1  # fetchers reconnect too, each with a new HELLO
+            except Exception as exc:
+                delay = _backoff(attempt, base=0.2)
+                attempt += 1
+                log.warning("worker %s heartbeat: %s; retrying in %.2f s", self.wid,
+                            exc or type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+
+    def __repr__(self) -> str:
+        return (f"<Worker wid={self.wid} state={self._state} concurrency={self.concurrency} "
+                f"busy={len(self._running)}>")
