@@ -1,4 +1,6 @@
 """faktory: a fast asyncio client, worker and embedded server for the Faktory job protocol."""
+from faktory.client import Client
+from faktory.connection import Connection
 from faktory.errors import (
     CommandTimeout,
     FaktoryConnectionError,
@@ -11,10 +13,16 @@ from faktory.errors import (
     ServerError,
     UnknownWorkerError,
 )
+from faktory.job import Job
+from faktory.mutation import Mutation
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Client",
+    "Connection",
+    "Job",
+    "Mutation",
     "CommandTimeout",
     "FaktoryConnectionError",
     "FaktoryError",

@@ -141,7 +141,9 @@ class Connection(asyncio.Protocol):
                 server_hostname=(server_hostname or self.host) if ssl is not None else None,
             )
         except _ssl.SSLCertVerificationError as exc:
-            raise HandshakeError(f"TLS certificate of {self.host}:{self.port} rejected: {exc}") from exc
+            err = HandshakeError(f"TLS certificate of {self.host}:{self.port} rejected: {exc}")
+            err.permanent = True  # type: ignore[attr-defined]  # retrying cannot help
+            raise err from exc
         except OSError as exc:
             raise FaktoryConnectionError(
                 f"cannot connect to Faktory at {self.host}:{self.port}: {exc}") from exc
