@@ -46,6 +46,14 @@ class _Connecting:
         await self.client.close()
 
 
+class _Done:
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return None
+        yield  # pragma: no cover - makes this a generator
+
+
 class Faktory:
     """A registry of job functions, a middleware stack and (while working) a worker."""
 
@@ -98,10 +106,14 @@ class Faktory:
         await worker.work(handle_signals=handle_signals)
         return worker
 
-    def stop(self) -> None:
-        """Stop the running worker gracefully (no effect when none runs). Thread-safe."""
+    def stop(self) -> Any:
+        """Stop the running worker gracefully (no effect when none runs). Thread-safe.
+
+        Awaitable: ``await faktory.stop()`` waits until the worker has stopped.
+        """
         if self.worker is not None:
-            self.worker.stop()
+            return self.worker.stop()
+        return _Done()
 
     def __repr__(self) -> str:
         return (f"<Faktory jobtypes={sorted(self.registry)!r} middleware={len(self.middleware)} "

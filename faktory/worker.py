@@ -65,6 +65,7 @@ QueueSpec = Union[Sequence[str], Mapping[str, float], Callable[[], Sequence[str]
 
 # States only move forward.
 NEW, RUNNING, QUIET, STOPPING, STOPPED = "new", "running", "quiet", "stopping", "stopped"
+_ORDER = {NEW: 0, RUNNING: 1, QUIET: 2, STOPPING: 3, STOPPED: 4}
 
 _json_loads = json.loads
 _monotonic = time.monotonic
@@ -253,6 +254,22 @@ def _beat_state(reply: Any) -> str:
 # the worker
 
 
+class Stopping:
+    """Returned by ``Worker.stop()``/``kill()``: await it to wait until the worker has
+    stopped (immediately done when the worker never started)."""
+
+    __slots__ = ("_worker",)
+
+    def __init__(self, worker: "Worker") -> None:
+        self._worker = worker
+
+    def __await__(self) -> Any:
+        worker = self._worker
+        if worker._state == NEW and worker._loop is None:
+            return None
+        return (yield from worker.wait_state(STOPPED).__await__())
+
+
 class Worker:
     """Fetches jobs from Faktory and runs the registered functions for them.
 
@@ -336,6 +353,7 @@ class Worker:
         self.killed = False
 
         self._state = NEW
+        self._state_waiters: list[tuple[int, asyncio.Future[str]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
         self._fetch_client: Any = None
@@ -349,6 +367,7 @@ class Worker:
         self._fetching = 0  # FETCHes in flight
         self._generation = 0  # bumped to make fetchers reconnect (new HELLO)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._fetcher_tasks: list[asyncio.Task[Any]] = []
         self._stop_requested: asyncio.Event | None = None
         self._kill_requested: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
@@ -391,6 +410,32 @@ class Worker:
         """Jobs currently running."""
         return len(self._running)
 
+    def _set_state(self, state: str) -> None:
+        self._state = state
+        rank = _ORDER[state]
+        waiters = self._state_waiters
+        for item in list(waiters):
+            if item[0] <= rank:
+                waiters.remove(item)
+                if not item[1].done():
+                    item[1].set_result(state)
+
+    async def wait_state(self, state: str) -> str:
+        """Wait until the worker has reached ``state`` (or a later one: states only move
+        forward, ``new`` -> ``running`` -> ``quiet`` -> ``stopping`` -> ``stopped``, and
+        ``quiet`` may be skipped); return the state it is in then."""
+        rank = _ORDER[state]
+        if _ORDER[self._state] >= rank:
+            return self._state
+        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        item = (rank, waiter)
+        self._state_waiters.append(item)
+        try:
+            return await waiter
+        finally:
+            if item in self._state_waiters:
+                self._state_waiters.remove(item)
+
     def _in_loop_thread(self) -> bool:
         loop = self._loop
         if loop is None:
@@ -411,36 +456,40 @@ class Worker:
         if self._state != RUNNING:
             return
         log.info("worker %s quiet: no more fetches", self.wid)
-        self._state = QUIET
+        self._set_state(QUIET)
         self._wake_fetchers()
         if self._beat_now is not None:
             self._beat_now.set()
 
-    def stop(self) -> None:
+    def stop(self) -> "Stopping":
         """Stop gracefully (see the module docstring); ``work()`` returns when done.
 
-        Thread-safe; calling it again has no effect (see ``kill()``).
+        Thread-safe; calling it again has no effect (see ``kill()``).  The result may be
+        awaited (in the worker's loop) to wait until the worker has stopped:
+        ``await worker.stop()``; plain ``worker.stop()`` just asks.
         """
         if not self._in_loop_thread():
             self._loop.call_soon_threadsafe(self.stop)  # type: ignore[union-attr]
-            return
-        if self._state == NEW:
-            self._pending_call = "stop"
-            return
-        if self._stop_requested is not None:
+        elif self._state == NEW:
+            if self._pending_call != "kill":
+                self._pending_call = "stop"
+        elif self._stop_requested is not None:
             self._stop_requested.set()
+        return Stopping(self)
 
-    def kill(self) -> None:
-        """Stop at once: running jobs are cancelled and FAILed without waiting. Thread-safe."""
+    def kill(self) -> "Stopping":
+        """Stop at once: running jobs are cancelled and FAILed without waiting.
+
+        Thread-safe; awaitable like ``stop()``.
+        """
         if not self._in_loop_thread():
             self._loop.call_soon_threadsafe(self.kill)  # type: ignore[union-attr]
-            return
-        if self._state == NEW:
+        elif self._state == NEW:
             self._pending_call = "kill"
-            return
-        if self._kill_requested is not None and self._state != STOPPED:
+        elif self._kill_requested is not None and self._state != STOPPED:
             self._kill_requested.set()
             self._stop_requested.set()  # type: ignore[union-attr]
+        return Stopping(self)
 
     # -- main --------------------------------------------------------------------------
 
@@ -475,10 +524,10 @@ class Worker:
             await self._client.connect()
             await self._fetch_client.connect()
         except BaseException:
-            self._state = STOPPED
+            self._set_state(STOPPED)
             await self._close_clients()
             raise
-        self._state = RUNNING
+        self._set_state(RUNNING)
         if handle_signals:
             self._install_signals(loop)
         try:
@@ -492,12 +541,12 @@ class Worker:
             elif pending == "kill":
                 self.kill()
             self._spawn(self._heartbeat(), "heartbeat")
-            for index in range(self.fetchers):
-                self._spawn(self._fetcher(index), f"fetcher-{index}")
+            self._fetcher_tasks = [self._spawn(self._fetcher(index), f"fetcher-{index}")
+                                   for index in range(self.fetchers)]
             await self._stop_requested.wait()
             await self._shutdown()
         finally:
-            self._state = STOPPED
+            self._set_state(STOPPED)
             self._remove_signals()
             for task in list(self._tasks):
                 task.cancel()
@@ -508,6 +557,11 @@ class Worker:
                 self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped: %d processed, %d failed, %d abandoned", self.wid,
                      self.processed, self.failed, self.abandoned)
+
+    async def _fetchers_finished(self) -> None:
+        """(Tests) wait until every fetcher has exited (after quiet or stop)."""
+        if self._fetcher_tasks:
+            await asyncio.wait(self._fetcher_tasks)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = self._loop.create_task(coro, name=name)  # type: ignore[union-attr, arg-type]
@@ -554,7 +608,7 @@ class Worker:
 
     async def _shutdown(self) -> None:
         assert self._kill_requested is not None and self._beat_now is not None
-        self._state = STOPPING
+        self._set_state(STOPPING)
         self._wake_fetchers()
         self._beat_now.set()
         killed = self._kill_requested.is_set()
