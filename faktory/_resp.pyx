@@ -11,9 +11,17 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
                             PyBytes_GET_SIZE)
-from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeUTF8
-from libc.string cimport memchr, memcpy, memmove
+from cpython.dict cimport PyDict_CheckExact, PyDict_Next
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from cpython.long cimport PyLong_CheckExact
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
+from cpython.object cimport PyObject
+from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM
+from cpython.unicode cimport PyUnicode_DecodeASCII
+from libc.math cimport isfinite
+from libc.string cimport memchr, memcpy, memmove, strlen
 
 import json
 
@@ -30,6 +38,12 @@ cdef extern from "Python.h":
     bint PyList_CheckExact(object o)
     object PyUnicode_AsASCIIString(object o)
     Py_ssize_t PY_SSIZE_T_MAX
+    int PyUnicode_KIND(object o)
+    Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t index)
+    long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
+    char* PyOS_double_to_string(double value, char format_code, int precision, int flags,
+                                int* ptype) except NULL
+    int Py_DTSF_ADD_DOT_0
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
            "pack_fetch", "pack_ack", "pack_push", "pack_pushb"]
@@ -270,9 +284,225 @@ cdef class Reader:
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
 
+# ---------------------------------------------------------------------------------------
+# JSON writer.  The stdlib's C encoder pays, per container, a markers-dict entry and a list
+# of chunks, and, per call, a Python-level encode()/iterencode() and a new encoder object.
+# This writer produces the same bytes straight into one buffer for the types jobs are made
+# of: exact str (keys too), int, float, bool, None, list, tuple and dict.  Anything else
+# (subclasses, NaN/infinity, non-str keys, big ints, very deep nesting that may be circular)
+# makes it give up on the whole object, which then goes through the stdlib encoder exactly
+# as in the pure module: same output, same exceptions, by construction.
+
+cdef struct _Out:
+    char* data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+# Deeper than this may be a reference cycle: leave it to the stdlib (ValueError/RecursionError).
+cdef int _JSON_MAX_DEPTH = 64
+cdef const char* _HEX = b"0123456789abcdef"
+
+
+cdef int _reserve(_Out* out, Py_ssize_t extra) except -1:
+    cdef Py_ssize_t cap
+    cdef char* data
+    if out.len + extra <= out.cap:
+        return 0
+    cap = max(out.cap * 2, out.len + extra)
+    data = <char*>PyMem_Realloc(out.data, <size_t>cap)
+    if data == NULL:
+        raise MemoryError()
+    out.data = data
+    out.cap = cap
+    return 0
+
+
+cdef inline int _put(_Out* out, const char* p, Py_ssize_t n) except -1:
+    if out.len + n > out.cap:
+        _reserve(out, n)
+    memcpy(out.data + out.len, p, <size_t>n)
+    out.len += n
+    return 0
+
+
+cdef int _put_str(_Out* out, object text) except -1:
+    # The stdlib's encode_basestring_ascii: printable ASCII but '"' and '\\' as is,
+    # the usual short escapes, everything else \\u00XX / \\uXXXX / a surrogate pair.
+    cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
+    cdef int kind = PyUnicode_KIND(text)
+    cdef void* data = PyUnicode_DATA(text)
+    cdef Py_ssize_t i
+    cdef unsigned int c, high  # not Py_UCS4: Cython treats that as a 1-char str
+    cdef char* w
+    _reserve(out, n + 2)
+    w = out.data + out.len
+    w[0] = 34
+    w += 1
+    i = 0
+    if PyUnicode_IS_COMPACT_ASCII(text):
+        # Fast path: copy the run of plain characters at once.
+        while i < n:
+            c = (<const unsigned char*>data)[i]
+            if c < 32 or c > 126 or c == 34 or c == 92:
+                break
+            i += 1
+        memcpy(w, data, <size_t>i)
+        w += i
+    out.len = w - out.data
+    while i < n:
+        c = <unsigned int>PyUnicode_READ(kind, data, i)
+        i += 1
+        _reserve(out, 12 + 1 + (n - i))
+        w = out.data + out.len
+        if 32 <= c <= 126 and c != 34 and c != 92:
+            w[0] = <char>c
+            out.len += 1
+            continue
+        w[0] = 92
+        if c == 34 or c == 92:
+            w[1] = <char>c
+            out.len += 2
+        elif c == 8:
+            w[1] = 98
+            out.len += 2
+        elif c == 12:
+            w[1] = 102
+            out.len += 2
+        elif c == 10:
+            w[1] = 110
+            out.len += 2
+        elif c == 13:
+            w[1] = 114
+            out.len += 2
+        elif c == 9:
+            w[1] = 116
+            out.len += 2
+        else:
+            if c >= 0x10000:
+                high = 0xD800 | ((c - 0x10000) >> 10)
+                c = 0xDC00 | ((c - 0x10000) & 0x3FF)
+                w[1] = 117
+                w[2] = _HEX[(high >> 12) & 15]
+                w[3] = _HEX[(high >> 8) & 15]
+                w[4] = _HEX[(high >> 4) & 15]
+                w[5] = _HEX[high & 15]
+                w[6] = 92
+                w += 6
+                out.len += 6
+            w[1] = 117
+            w[2] = _HEX[(c >> 12) & 15]
+            w[3] = _HEX[(c >> 8) & 15]
+            w[4] = _HEX[(c >> 4) & 15]
+            w[5] = _HEX[c & 15]
+            out.len += 6
+    _reserve(out, 1)
+    out.data[out.len] = 34
+    out.len += 1
+    return 0
+
+
+cdef int _put_json(_Out* out, object obj, int depth) except -1:
+    # 0: written; 1: not a type handled here (nothing useful written; the caller gives up).
+    cdef long long number
+    cdef unsigned long long magnitude
+    cdef int overflow = 0
+    cdef char digits[24]
+    cdef Py_ssize_t i, n
+    cdef char* text
+    cdef double value
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key
+    cdef PyObject* item
+    if PyUnicode_CheckExact(obj):
+        return _put_str(out, obj)
+    if obj is None:
+        return _put(out, b"null", 4)
+    if obj is True:
+        return _put(out, b"true", 4)
+    if obj is False:
+        return _put(out, b"false", 5)
+    if PyLong_CheckExact(obj):
+        number = PyLong_AsLongLongAndOverflow(obj, &overflow)
+        if overflow:
+            return 1
+        magnitude = <unsigned long long>number
+        if number < 0:
+            magnitude = (~magnitude) + 1
+        i = 24
+        while True:
+            i -= 1
+            digits[i] = <char>(48 + magnitude % 10)
+            magnitude //= 10
+            if magnitude == 0:
+                break
+        if number < 0:
+            i -= 1
+            digits[i] = 45
+        return _put(out, digits + i, 24 - i)
+    if PyFloat_CheckExact(obj):
+        value = PyFloat_AS_DOUBLE(obj)
+        if not isfinite(value):
+            return 1
+        # float.__repr__, which is what the stdlib encoder calls
+        text = PyOS_double_to_string(value, 114, 0, Py_DTSF_ADD_DOT_0, NULL)
+        try:
+            _put(out, text, <Py_ssize_t>strlen(text))
+        finally:
+            PyMem_Free(text)
+        return 0
+    if depth >= _JSON_MAX_DEPTH:
+        return 1
+    if PyList_CheckExact(obj) or PyTuple_CheckExact(obj):
+        n = len(obj)
+        _put(out, b"[", 1)
+        for i in range(n):
+            if i:
+                _put(out, b",", 1)
+            item = PyList_GET_ITEM(obj, i) if PyList_CheckExact(obj) else PyTuple_GET_ITEM(obj, i)
+            if _put_json(out, <object>item, depth + 1):
+                return 1
+        return _put(out, b"]", 1)
+    if PyDict_CheckExact(obj):
+        _put(out, b"{", 1)
+        i = 0
+        while PyDict_Next(obj, &pos, &key, &item):
+            if not PyUnicode_CheckExact(<object>key):
+                return 1
+            if i:
+                _put(out, b",", 1)
+            i = 1
+            _put_str(out, <object>key)
+            _put(out, b":", 1)
+            if _put_json(out, <object>item, depth + 1):
+                return 1
+        return _put(out, b"}", 1)
+    return 1
+
+
+cdef object _framed(const char* head, Py_ssize_t head_len, object obj, const char* tail,
+                    Py_ssize_t tail_len):
+    # head + JSON(obj) + tail as bytes, or None when the stdlib encoder must do it.
+    cdef _Out out
+    out.data = NULL
+    out.len = 0
+    out.cap = 0
+    try:
+        _reserve(&out, head_len + tail_len + 256)
+        _put(&out, head, head_len)
+        if _put_json(&out, obj, 0):
+            return None
+        _put(&out, tail, tail_len)
+        return PyBytes_FromStringAndSize(out.data, out.len)
+    finally:
+        PyMem_Free(out.data)
+
+
 def dumps(obj):
     """Compact, single-line, ASCII JSON (no spaces: MUTATE requires it; NaN rejected)."""
-    return _encode(obj)
+    out = _framed(b"", 0, obj, b"", 0)
+    if out is None:
+        return _encode(obj)
+    return PyUnicode_DecodeASCII(PyBytes_AS_STRING(out), PyBytes_GET_SIZE(out), NULL)
 
 
 cdef int _check_arg(object arg) except -1:
@@ -294,6 +524,11 @@ def pack_command(verb, *args):
 def pack_json(verb, obj):
     """``VERB <compact json>\\r\\n``."""
     _check_arg(verb)
+    if PyUnicode_CheckExact(verb) and PyUnicode_IS_COMPACT_ASCII(verb):
+        head = PyUnicode_AsASCIIString(verb) + b" "
+        out = _framed(head, len(head), obj, b"\r\n", 2)
+        if out is not None:
+            return out
     return (verb + " " + _encode(obj) + "\r\n").encode("ascii")
 
 
@@ -343,9 +578,17 @@ def pack_ack(jid):
 
 def pack_push(job):
     """``PUSH <job json>\\r\\n``."""
-    return b"PUSH " + _encode(job).encode("ascii") + b"\r\n"
+    out = _framed(b"PUSH ", 5, job, b"\r\n", 2)
+    if out is None:
+        return b"PUSH " + _encode(job).encode("ascii") + b"\r\n"
+    return out
 
 
 def pack_pushb(jobs):
-    """``PUSHB [<job>,<job>,...]\\r\\n`` in linear time (one join, no repeated concatenation)."""
-    return b"PUSHB [" + ",".join(map(_encode, jobs)).encode("ascii") + b"]\r\n"
+    """``PUSHB [<job>,<job>,...]\\r\\n``: the list encoded once, in linear time."""
+    if not PyList_CheckExact(jobs):
+        jobs = list(jobs)
+    out = _framed(b"PUSHB ", 6, jobs, b"\r\n", 2)
+    if out is None:
+        return b"PUSHB " + _encode(jobs).encode("ascii") + b"\r\n"
+    return out

@@ -215,5 +215,5 @@ def pack_push(job: dict[str, Any]) -> bytes:
 
 
 def pack_pushb(jobs: Iterable[dict[str, Any]]) -> bytes:
-    """``PUSHB [<job>,<job>,...]\\r\\n`` in linear time (one join, no repeated concatenation)."""
-    return b"PUSHB [" + ",".join(map(_encode, jobs)).encode("ascii") + b"]\r\n"
+    """``PUSHB [<job>,<job>,...]\\r\\n``: the list encoded once, in linear time."""
+    return b"PUSHB " + _encode(list(jobs)).encode("ascii") + b"\r\n"

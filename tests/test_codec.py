@@ -608,3 +608,50 @@ def test_pack_pushb_rejects_nan(codec):
     jobs[2]["args"] = [math.nan]
     with pytest.raises(ValueError):
         codec.pack_pushb(jobs)
+
+
+class _Color(int):
+    pass
+
+
+TRICKY_JSON = [
+    ("ints at the 64-bit edges", [0, -1, 2 ** 63 - 1, -(2 ** 63), 2 ** 63, -(2 ** 63) - 1, 10 ** 30]),
+    ("floats", [0.1, -0.0, 1e16, 1e-7, 123456789.125, 5e-324, 1.7976931348623157e308]),
+    ("bools and null", [True, False, None]),
+    ("escapes", ["\x00\x1f\x7f\b\f\n\r\t\"\\/", "é", "\ud800", "\U0001f600", "a\u2028b"]),
+    ("non-str keys", {1: "a", 2.5: "b", None: "c", True: "d"}),
+    ("int subclass", [_Color(3)]),
+    ("str subclass", [type("S", (str,), {})("sub")]),
+    ("ordered dict", __import__("collections").OrderedDict([("b", 1), ("a", 2)])),
+    ("empty containers", [[], {}, (), [[]], {"": {}}]),
+    ("deep nesting", json.loads("[" * 200 + "]" * 200)),
+    ("tuple", (1, (2, 3))),
+]
+
+
+@pytest.mark.parametrize("name, value", TRICKY_JSON, ids=[t[0] for t in TRICKY_JSON])
+def test_json_framing_matches_stdlib(codec, name, value):
+    expected = naive_json(value)
+    assert codec.dumps(value) == expected.decode()
+    assert codec.pack_push(value) == b"PUSH " + expected + b"\r\n"
+    assert codec.pack_json("X", value) == b"X " + expected + b"\r\n"
+    assert codec.pack_pushb([value, value]) == b"PUSHB [" + expected + b"," + expected + b"]\r\n"
+
+
+def test_json_circular_reference_rejected(codec):
+    job = {"jid": "x", "args": []}
+    job["args"].append(job)
+    with pytest.raises(ValueError, match="Circular reference"):
+        codec.pack_push(job)
+    with pytest.raises(ValueError, match="Circular reference"):
+        codec.pack_pushb([job])
+
+
+def test_json_unserialisable_key_rejected(codec):
+    with pytest.raises(TypeError, match="keys must be"):
+        codec.dumps({(1, 2): "x"})
+
+
+def test_pack_json_non_ascii_verb_rejected(codec):
+    with pytest.raises(UnicodeEncodeError):
+        codec.pack_json("VÉRB", {})

@@ -187,3 +187,48 @@ def test_codecs_agree_on_seeded_fuzz_inputs():
         assert got == expected, f"input #{i} (seed {FUZZ_SEED}): {chunks!r} {limits!r} dispatch={use_dispatch}"
     elapsed = time.perf_counter() - started
     print(f"fuzz: {FUZZ_EXAMPLES} inputs, seed {FUZZ_SEED}, {elapsed:.1f} s")
+
+
+# ---------------------------------------------------------------- framing parity
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+JSON_EXAMPLES = int(os.environ.get("FAKTORY_JSON_EXAMPLES", "1500"))
+
+json_text = st.text(st.characters(exclude_categories=()), max_size=12)
+json_scalar = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.integers(-(2 ** 70), 2 ** 70),
+    st.floats(), st.floats(allow_nan=False, allow_infinity=False), json_text,
+    st.sampled_from([_Str("sub"), _Int(7), b"bytes", object(), 1.5 + 2j, frozenset()]),
+)
+json_key = st.one_of(json_text, json_text, json_text, st.integers(), st.none(), st.booleans(),
+                     st.floats(), st.tuples())
+json_value = st.recursive(
+    json_scalar,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.tuples(inner, inner),
+                            st.dictionaries(json_key, inner, max_size=5)),
+    max_leaves=20)
+
+
+def framing_outcome(fn, *args):
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:  # noqa: BLE001 - any exception must match
+        return ("raised", type(exc).__name__, str(exc))
+
+
+@settings(max_examples=JSON_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=json_value, verb=st.sampled_from(["PUSH", "MUTATE", "VÉRB", "A B"]))
+def test_codecs_frame_any_value_identically(value, verb):
+    for name in ("dumps", "pack_push"):
+        assert framing_outcome(getattr(COMPILED, name), value) == framing_outcome(getattr(PURE, name), value), name
+    assert framing_outcome(COMPILED.pack_json, verb, value) == framing_outcome(PURE.pack_json, verb, value)
+    jobs = [value, {"jid": "x", "args": [value]}]
+    assert framing_outcome(COMPILED.pack_pushb, jobs) == framing_outcome(PURE.pack_pushb, jobs)
+    assert framing_outcome(COMPILED.pack_pushb, iter(jobs)) == framing_outcome(PURE.pack_pushb, iter(jobs))
