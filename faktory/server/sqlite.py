@@ -1,0 +1,457 @@
+"""Durable storage for the embedded server: :class:`SqlitePersistence` (``--storage PATH``).
+
+One SQLite file (standard-library :mod:`sqlite3`) in WAL mode holds every job record, the
+known and paused queue names and the INFO counters, following the contract in
+:mod:`faktory.server.persist`.
+
+What is guaranteed
+------------------
+The store reports each change as it happens; this class buffers them and writes them
+in **one transaction per** :meth:`SqlitePersistence.commit` (group commit).  The server
+calls ``commit()`` before it writes any reply that reveals a change, so when a client
+reads ``+OK`` for a PUSH (or any other state change) the change is already in the WAL
+file.
+
+* ``synchronous="normal"`` (the default): the transaction is written to the WAL with
+  ``write()`` before ``commit()`` returns, but not ``fsync``-ed.  Everything acknowledged
+  survives the server process being killed (SIGKILL, OOM killer, a crash): the data is in
+  the operating system's page cache and reaches the disk even though the process is gone.
+  It does **not** survive a power loss or a kernel crash (the last transactions before
+  the outage may be lost; the file itself stays consistent).
+* ``synchronous="full"``: the WAL is also ``fsync``-ed at every commit, so acknowledged
+  changes survive a power loss too, at the price of one ``fsync`` per group commit.
+
+If a write fails (disk full, I/O error) the instance becomes *failed*: the exception is
+raised from that ``commit()`` and from every later one, so the server never acknowledges
+a change that is not on disk.  Restart the server once the cause is fixed; the file holds
+the state of the last successful commit.
+
+The file
+--------
+``PRAGMA application_id`` marks the file as ours and ``PRAGMA user_version`` is the
+schema version (:data:`SCHEMA_VERSION`).  Opening a file that is not an SQLite database,
+an SQLite database of another application, or a file written by a newer schema raises
+:class:`StorageError` with a message saying which.  While a server uses the file it holds
+an advisory lock on it (``flock``, where the platform has it), so a second server on the
+same file fails at start instead of corrupting the first one's state.
+
+Checkpoints (copying the WAL back into the main file) run on a background thread with
+its own connection, so the event loop only ever appends to the WAL.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from typing import Any
+
+from faktory.errors import FaktoryError
+from faktory.server.persist import JobRecord, Persistence, Snapshot
+
+try:  # advisory whole-file lock; not available on Windows
+    import fcntl
+except ImportError:  # pragma: no cover - non-POSIX platforms
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["SqlitePersistence", "StorageError", "SCHEMA_VERSION", "APPLICATION_ID"]
+
+log = logging.getLogger(__name__)
+
+#: ``PRAGMA application_id`` of our files: "Fktb" in ASCII.
+APPLICATION_ID = 0x466B7462
+#: ``PRAGMA user_version``: the schema this module reads and writes.
+SCHEMA_VERSION = 1
+
+_SCHEMA = (
+    # where: queue | scheduled | retries | dead | working (persist.py's model)
+    """CREATE TABLE jobs (
+        rid     INTEGER PRIMARY KEY,
+        place   TEXT    NOT NULL,
+        name    TEXT    NOT NULL,
+        score   REAL    NOT NULL,
+        jid     TEXT    NOT NULL,
+        payload BLOB    NOT NULL,
+        wid     TEXT    NOT NULL DEFAULT '',
+        since   REAL    NOT NULL DEFAULT 0
+    )""",
+    # MUTATE clear and QUEUE REMOVE delete by place without scanning every job
+    "CREATE INDEX jobs_place ON jobs (place, name)",
+    "CREATE TABLE queues (name TEXT PRIMARY KEY) WITHOUT ROWID",
+    "CREATE TABLE paused (name TEXT PRIMARY KEY) WITHOUT ROWID",
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    "INSERT INTO counters VALUES ('processed', 0), ('failures', 0)",
+)
+
+_UPSERT = "INSERT OR REPLACE INTO jobs VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_DELETE = "DELETE FROM jobs WHERE rid = ?"
+_COUNTERS = "UPDATE counters SET value = ? WHERE name = ?"
+
+_SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
+
+#: WAL size (pages) after which the background thread checkpoints.
+_CHECKPOINT_PAGES = 2000
+#: The WAL file is truncated to this size after a checkpoint that reset it.
+_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+
+class StorageError(FaktoryError, RuntimeError):
+    """The storage file cannot be used (not ours, newer schema, in use, or a write failed)."""
+
+
+class SqlitePersistence(Persistence):
+    """Durable :class:`~faktory.server.persist.Persistence` in one SQLite file.
+
+    ``path``: the database file (created with its schema when missing or empty).
+    ``synchronous``: ``"normal"`` (survives a killed process; the default) or ``"full"``
+    (also survives a power loss); see the module docstring.
+    ``background_checkpoint``: copy the WAL into the database on a helper thread (default)
+    instead of inside ``commit()`` on the event loop.
+    """
+
+    durable = True
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal",
+                 background_checkpoint: bool = True) -> None:
+        self.path = os.fspath(path)
+        mode = _SYNCHRONOUS.get(str(synchronous).lower())
+        if mode is None:
+            raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
+        self.synchronous = mode.lower()
+        # rid -> full row tuple (upsert) or None (delete), the final state since the last
+        # write into the open transaction; dict order is irrelevant (one entry per rid).
+        self._pending: dict[int, tuple[Any, ...] | None] = {}
+        # rids added since they were last written: removing one just forgets it.
+        self._fresh: set[int] = set()
+        self._counters: tuple[int, int] | None = None
+        self._in_txn = False
+        self._failed: BaseException | None = None
+        self._closed = False
+        self._lock_fd: int | None = None
+        self._checkpointer: _Checkpointer | None = None
+        self._db = self._open(mode)
+        if background_checkpoint:
+            self._checkpointer = _Checkpointer(self.path, mode)
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _open(self, mode: str) -> sqlite3.Connection:
+        """Connect, lock, check the file is ours, create or check the schema."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(directory):
+            raise StorageError(f"storage {self.path!r}: directory {directory!r} does not exist")
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                 cached_statements=32)
+        except sqlite3.Error as exc:
+            raise StorageError(f"storage {self.path!r}: cannot open: {exc}") from exc
+        try:
+            self._lock(db)
+            try:
+                app_id = db.execute("PRAGMA application_id").fetchone()[0]
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                raise StorageError(f"storage {self.path!r} is not a faktory-turbo data file "
+                                   f"(not an SQLite database: {exc})") from exc
+            if app_id != APPLICATION_ID and (app_id != 0 or tables):
+                raise StorageError(f"storage {self.path!r} is an SQLite database of another "
+                                   f"application (application_id {app_id:#x}), not a "
+                                   f"faktory-turbo data file")
+            if app_id == APPLICATION_ID and version > SCHEMA_VERSION:
+                raise StorageError(f"storage {self.path!r} has schema version {version}, newer "
+                                   f"than this faktory-turbo understands ({SCHEMA_VERSION}); "
+                                   f"upgrade faktory-turbo")
+            journal = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(journal).lower() != "wal":
+                raise StorageError(f"storage {self.path!r}: the file system does not support "
+                                   f"SQLite's WAL mode (journal_mode is {journal!r})")
+            db.execute(f"PRAGMA synchronous = {mode}")
+            db.execute(f"PRAGMA journal_size_limit = {_JOURNAL_SIZE_LIMIT}")
+            db.execute("PRAGMA temp_store = MEMORY")
+            db.execute("PRAGMA cache_size = -16384")  # 16 MiB
+            if app_id == 0:
+                self._create_schema(db)
+            elif version < SCHEMA_VERSION:  # pragma: no cover - no older schema exists yet
+                raise StorageError(f"storage {self.path!r}: unknown schema version {version}")
+        except BaseException:
+            db.close()
+            self._unlock()
+            raise
+        log.info("storage %s opened (schema %d, synchronous=%s)", self.path, SCHEMA_VERSION,
+                 mode.lower())
+        return db
+
+    def _lock(self, db: sqlite3.Connection) -> None:
+        """Take an exclusive advisory lock on the database file for this instance's life.
+
+        ``flock`` locks are independent of the POSIX record locks SQLite uses, and the
+        descriptor stays open until :meth:`close`, after SQLite's own descriptors closed,
+        so closing it can never drop SQLite's locks.
+        """
+        if fcntl is None:  # pragma: no cover
+            return
+        fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            raise StorageError(f"storage {self.path!r} is in use by another server "
+                               f"(cannot lock it: {exc.strerror})") from exc
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @staticmethod
+    def _create_schema(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- the contract ----------------------------------------------------------------------
+
+    def load(self) -> Snapshot:
+        """Read the whole persisted state (every record, queues, paused names, counters)."""
+        db = self._db
+        records = [JobRecord(rid, where, name, score, jid, bytes(payload), wid, since)
+                   for rid, where, name, score, jid, payload, wid, since
+                   in db.execute("SELECT rid, place, name, score, jid, payload, wid, since "
+                                 "FROM jobs")]
+        queues = [row[0] for row in db.execute("SELECT name FROM queues")]
+        paused = [row[0] for row in db.execute("SELECT name FROM paused")]
+        counters = dict(db.execute("SELECT name, value FROM counters"))
+        log.info("storage %s: loaded %d jobs, %d queues, %d paused", self.path, len(records),
+                 len(queues), len(paused))
+        return Snapshot(records=records, queues=queues, paused=paused,
+                        processed=int(counters.get("processed", 0)),
+                        failures=int(counters.get("failures", 0)),
+                        extra={"path": self.path, "schema_version": SCHEMA_VERSION})
+
+    def add(self, rec: JobRecord) -> None:
+        """Buffer a new record (written at the next commit)."""
+        rid = rec.rid
+        self._pending[rid] = (rid, rec.where, rec.name, rec.score, rec.jid, rec.payload,
+                              rec.wid, rec.since)
+        self._fresh.add(rid)
+
+    def update(self, rec: JobRecord) -> None:
+        """Buffer the new full state of record ``rec.rid``."""
+        rid = rec.rid
+        self._pending[rid] = (rid, rec.where, rec.name, rec.score, rec.jid, rec.payload,
+                              rec.wid, rec.since)
+
+    def remove(self, rec: JobRecord) -> None:
+        """Buffer the deletion of record ``rec.rid`` (nothing to write if it never was)."""
+        rid = rec.rid
+        if rid in self._fresh:
+            self._fresh.discard(rid)
+            self._pending.pop(rid, None)
+        else:
+            self._pending[rid] = None
+
+    def clear_set(self, where: str) -> None:
+        """Delete every record in the sorted set ``where`` (inside the open transaction)."""
+        self._write_pending()
+        self._db.execute("DELETE FROM jobs WHERE place = ?", (where,))
+
+    def queue_added(self, name: str) -> None:
+        """Record a newly known queue name."""
+        self._begin()
+        self._db.execute("INSERT OR IGNORE INTO queues VALUES (?)", (name,))
+
+    def queue_removed(self, name: str) -> None:
+        """Forget queue ``name``: its name, its jobs and its paused flag."""
+        self._write_pending()
+        db = self._db
+        db.execute("DELETE FROM jobs WHERE place = 'queue' AND name = ?", (name,))
+        db.execute("DELETE FROM queues WHERE name = ?", (name,))
+        db.execute("DELETE FROM paused WHERE name = ?", (name,))
+
+    def paused(self, name: str, paused: bool) -> None:
+        """Record that queue ``name`` was paused or resumed."""
+        self._begin()
+        if paused:
+            self._db.execute("INSERT OR IGNORE INTO paused VALUES (?)", (name,))
+        else:
+            self._db.execute("DELETE FROM paused WHERE name = ?", (name,))
+
+    def counters(self, processed: int, failures: int) -> None:
+        """Keep the latest INFO counters; written at commit."""
+        self._counters = (processed, failures)
+
+    def flush(self) -> None:
+        """FLUSH: drop every record, queue name, paused name; counters back to zero."""
+        self._pending.clear()
+        self._fresh.clear()
+        self._begin()
+        db = self._db
+        db.execute("DELETE FROM jobs")
+        db.execute("DELETE FROM queues")
+        db.execute("DELETE FROM paused")
+        self._counters = (0, 0)
+
+    def commit(self) -> None:
+        """Write every buffered change in one transaction and commit it (see the module
+        docstring for what "durable" means with each ``synchronous`` mode)."""
+        if not (self._in_txn or self._pending or self._counters is not None):
+            if self._failed is not None:
+                raise StorageError(f"storage {self.path!r} failed earlier: {self._failed}")
+            return
+        if self._failed is not None:
+            raise StorageError(f"storage {self.path!r} failed earlier: {self._failed}")
+        try:
+            self._write_pending()
+            if self._counters is not None:
+                processed, failures = self._counters
+                self._db.executemany(_COUNTERS, ((processed, "processed"), (failures, "failures")))
+                self._counters = None
+            self._db.execute("COMMIT")
+            self._in_txn = False
+        except sqlite3.Error as exc:
+            self._fail(exc)
+        if self._checkpointer is not None:
+            self._checkpointer.committed()
+
+    def close(self) -> None:
+        """Commit anything still buffered, checkpoint, close the file and release its lock."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._failed is None:
+                self.commit()
+        finally:
+            if self._checkpointer is not None:
+                self._checkpointer.stop()
+                self._checkpointer = None
+            try:
+                self._db.close()  # the last connection: SQLite checkpoints and drops the WAL
+            finally:
+                self._unlock()
+            log.info("storage %s closed", self.path)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if not self._in_txn:
+            if self._failed is not None:
+                raise StorageError(f"storage {self.path!r} failed earlier: {self._failed}")
+            try:
+                self._db.execute("BEGIN")
+            except sqlite3.Error as exc:
+                self._fail(exc)
+            self._in_txn = True
+
+    def _write_pending(self) -> None:
+        """Move the buffered record changes into the open transaction."""
+        self._begin()
+        pending = self._pending
+        if not pending:
+            return
+        upserts = []
+        deletes = []
+        for rid, row in pending.items():
+            if row is None:
+                deletes.append((rid,))
+            else:
+                upserts.append(row)
+        pending.clear()
+        self._fresh.clear()
+        try:
+            if deletes:
+                self._db.executemany(_DELETE, deletes)
+            if upserts:
+                self._db.executemany(_UPSERT, upserts)
+        except sqlite3.Error as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        """A write failed: roll back, refuse every later commit, raise StorageError."""
+        self._failed = exc
+        log.error("storage %s: write failed, refusing further changes: %s", self.path, exc)
+        try:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+        except sqlite3.Error:  # pragma: no cover - best effort
+            pass
+        self._in_txn = False
+        raise StorageError(f"storage {self.path!r}: write failed: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"SqlitePersistence({self.path!r}, synchronous={self.synchronous!r})"
+
+
+class _Checkpointer:
+    """Copies the WAL back into the database file from a daemon thread.
+
+    The event-loop connection runs with ``wal_autocheckpoint = 0``, so its commits only
+    append to the WAL; every few hundred commits this thread runs a PASSIVE checkpoint
+    (which never blocks the writer) on its own connection.  :mod:`sqlite3` releases the
+    GIL while SQLite works, so the copy and its ``fsync`` overlap with the event loop.
+    """
+
+    _EVERY_COMMITS = 256
+
+    def __init__(self, path: str, mode: str) -> None:
+        self._path = path
+        self._mode = mode
+        self._cond = threading.Condition()
+        self._wanted = False
+        self._stopping = False
+        self._commits = 0
+        self._thread = threading.Thread(target=self._run, name="faktory-checkpoint",
+                                        daemon=True)
+        self._thread.start()
+
+    def committed(self) -> None:
+        """Called after each commit (event-loop thread); wakes the thread now and then."""
+        self._commits += 1
+        if self._commits >= self._EVERY_COMMITS:
+            self._commits = 0
+            with self._cond:
+                self._wanted = True
+                self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=10.0)
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:  # pragma: no cover - the main connection just opened it
+            log.warning("storage %s: checkpoint thread cannot open the file: %s", self._path, exc)
+            return
+        try:
+            db.execute(f"PRAGMA synchronous = {self._mode}")
+            db.execute("PRAGMA wal_autocheckpoint = 0")
+            db.execute("PRAGMA busy_timeout = 1000")
+            while True:
+                with self._cond:
+                    while not (self._wanted or self._stopping):
+                        self._cond.wait()
+                    if self._stopping:
+                        return
+                    self._wanted = False
+                try:
+                    busy, wal_pages, done = db.execute(
+                        "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    log.debug("storage %s: checkpoint busy=%s wal=%s copied=%s", self._path,
+                              busy, wal_pages, done)
+                except sqlite3.Error as exc:  # pragma: no cover - retried next time
+                    log.warning("storage %s: checkpoint failed: %s", self._path, exc)
+        finally:
+            db.close()
