@@ -57,8 +57,8 @@ cdef int _MAX_DEPTH = _PY_MAX_DEPTH
 cdef object _INCOMPLETE = object()
 # "+OK" is most of the traffic: hand out one shared str instead of decoding two bytes.
 cdef str _OK = "OK"
-# The buffer starts this big, and is given back down to this size once drained after a
-# large reply (a 64 MiB bulk must not pin 64 MiB for the life of the connection).
+# The buffer grows to at least this size on first use, and is given back down to it once
+# drained after a large reply (a 64 MiB bulk must not pin 64 MiB for the connection's life).
 cdef Py_ssize_t _INITIAL_CAPACITY = 4096
 cdef Py_ssize_t _SHRINK_ABOVE = 256 * 1024
 
@@ -87,7 +87,7 @@ cdef class Reader:
         # PY_SSIZE_T_MAX changes no outcome.
         self._max_bulk = min(max_bulk, PY_SSIZE_T_MAX)
         self._max_line = min(max_line, PY_SSIZE_T_MAX)
-        self._buf = bytearray(_INITIAL_CAPACITY)
+        self._buf = bytearray()  # allocated on first feed: idle readers cost nothing
         self._pos = 0
         self._end = 0
         self._dead = None
@@ -127,7 +127,7 @@ cdef class Reader:
                 needed = live + n
             if needed > cap:
                 # Geometric growth keeps a reply that arrives in many chunks linear.
-                PyByteArray_Resize(self._buf, max(needed, cap * 2))
+                PyByteArray_Resize(self._buf, max(needed, cap * 2, _INITIAL_CAPACITY))
         memcpy(PyByteArray_AS_STRING(self._buf) + self._end, data, n)
         self._end += n
         return 0

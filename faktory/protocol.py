@@ -9,6 +9,7 @@ and benchmarks can run both in one process (``Connection.open(..., codec=CODECS[
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from types import ModuleType
@@ -36,7 +37,10 @@ else:
     try:
         from faktory import _resp as _compiled
     except ImportError as exc:  # not built: no compiler, no Cython, built for another Python...
-        COMPILED_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+        if importlib.util.find_spec("faktory._resp") is None:
+            COMPILED_IMPORT_ERROR = "not built (no faktory._resp extension module)"
+        else:
+            COMPILED_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
         log.debug("compiled codec unavailable (%s); using pure Python", COMPILED_IMPORT_ERROR)
     else:
         CODECS[_compiled.IMPLEMENTATION] = _compiled
