@@ -1,0 +1,27 @@
+"""The embedded Faktory-protocol server (in memory, or durable on SQLite).
+
+``faktory server`` runs it from the command line; in process::
+
+    async with FaktoryServer(port=0) as server:
+        ...                       # server.url -> "tcp://127.0.0.1:PORT"
+
+    with ServerThread() as st:    # in a background thread, for sync code and tests
+        st.url
+"""
+from faktory.server.clock import Clock, ManualClock
+from faktory.server.persist import JobRecord, MemoryPersistence, Persistence, Snapshot
+from faktory.server.server import DEFAULT_PORT, VERSION, FaktoryServer
+from faktory.server.thread import ServerThread
+
+__all__ = [
+    "Clock",
+    "ManualClock",
+    "FaktoryServer",
+    "ServerThread",
+    "Persistence",
+    "MemoryPersistence",
+    "JobRecord",
+    "Snapshot",
+    "VERSION",
+    "DEFAULT_PORT",
+]

@@ -1,0 +1,860 @@
+"""What the embedded server needs to read and write JSON the way the real (Go) server does.
+
+The real Faktory server decodes every payload with Go's ``encoding/json`` into its own
+structs and encodes its replies from them.  To be indistinguishable we reproduce, for
+the inputs that matter:
+
+* the syntax error texts of Go's JSON scanner (``invalid character 'n' looking for
+  beginning of object key string``, ``unexpected end of JSON input``, ...);
+* the decoding rules of a struct target: field names matched case-insensitively,
+  unknown fields dropped, ``null`` leaving scalars untouched, type mismatches reported as
+  ``json: cannot unmarshal <kind> into Go struct field <Struct>.<field> of type <T>``;
+* the encoding: struct fields in declaration order with ``omitempty``, map keys sorted,
+  ``<``, ``>``, ``&``, U+2028 and U+2029 escaped as ``\\u003c`` ..., numbers of
+  ``interface{}`` values passed through float64 and printed like Go's ``strconv``;
+* RFC 3339 times as ``time.RFC3339Nano`` formats and parses them, with Go's parse errors.
+
+The fast path is Python's C JSON codec; the Go-specific work only runs where the
+result would differ (a syntax error, a float, a large integer, a non-canonical key).
+"""
+from __future__ import annotations
+
+import calendar
+import json
+import math
+import re
+import secrets
+import time
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "GoFloat", "JSONError", "loads", "syntax_error", "decode_struct", "kind_of",
+    "normalize_any", "encode", "dumps_map", "format_float", "format_time", "parse_time",
+    "TimeParseError", "go_quote", "JOB", "FAILURE", "FAIL_PAYLOAD", "CLIENT_BEAT",
+    "CLIENT_DATA", "OPERATION",
+]
+
+
+# --------------------------------------------------------------------------- numbers
+
+class GoFloat(float):
+    """A float that remembers the literal it was parsed from (for Go's error texts)."""
+
+    __slots__ = ("lit",)
+
+    def __new__(cls, lit: str) -> "GoFloat":
+        self = float.__new__(cls, lit)
+        self.lit = lit
+        return self
+
+
+def format_float(value: float) -> str:
+    """Format a float64 like Go's ``encoding/json`` (``strconv.FormatFloat(f, 'f'|'e', -1, 64)``).
+
+    Positional notation for 1e-6 <= |f| < 1e21, else exponent notation with Go's
+    exponent style (``1e+21``, ``1e-7``); shortest round-trip digits in both.
+    """
+    if value == 0:
+        return "-0" if math.copysign(1.0, value) < 0 else "0"
+    if not math.isfinite(value):
+        raise ValueError(f"unsupported value: {value!r}")
+    sign, digits, exp = Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    mag = abs(value)
+    neg = "-" if sign else ""
+    if mag < 1e-6 or mag >= 1e21:
+        e10 = len(text) - 1 + exp
+        mant = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        if e10 < 0:
+            return f"{neg}{mant}e-{-e10:d}" if -e10 >= 10 else f"{neg}{mant}e-{-e10}"
+        return f"{neg}{mant}e+{e10:02d}"
+    if exp >= 0:
+        return neg + text + "0" * exp
+    point = len(text) + exp
+    if point <= 0:
+        return neg + "0." + "0" * (-point) + text
+    return neg + text[:point] + "." + text[point:]
+
+
+# --------------------------------------------------------------------------- quoting
+
+_SIMPLE_ESC = {7: "\\a", 8: "\\b", 12: "\\f", 10: "\\n", 13: "\\r", 9: "\\t", 11: "\\v"}
+
+
+def go_quote(s: str) -> str:
+    """Go's ``strconv.Quote`` (``%q``): double-quoted, non-printable runes escaped."""
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif 0xDC80 <= o <= 0xDCFF:  # an undecodable byte (surrogateescape)
+            out.append(f"\\x{o - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        elif o in _SIMPLE_ESC:
+            out.append(_SIMPLE_ESC[o])
+        elif o < 0x20 or o == 0x7F:
+            out.append(f"\\x{o:02x}")
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def _time_quote(s: str) -> str:
+    # The time package's own quote(): only '"' and '\\' escaped, other non-ASCII or
+    # control bytes as \xNN of their UTF-8 bytes.
+    out = ['"']
+    for ch in s:
+        o = ord(ch)
+        if o < 0x20 or o >= 0x80:
+            if 0xDC80 <= o <= 0xDCFF:
+                data = bytes([o - 0xDC00])
+            else:
+                data = ch.encode("utf-8", "surrogatepass")
+            out.extend(f"\\x{b:02x}" for b in data)
+        else:
+            if ch == '"' or ch == "\\":
+                out.append("\\")
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _quote_char(c: int) -> str:
+    # encoding/json's quoteChar: the offending *byte*, shown as the rune of that value.
+    if c == 0x27:
+        return "'\\''"
+    if c == 0x22:
+        return "'\"'"
+    return "'" + go_quote(chr(c))[1:-1] + "'"
+
+
+# --------------------------------------------------------------------------- syntax errors
+
+_WS = re.compile(rb"[ \t\r\n]*")
+_STR_BODY = re.compile(rb'[^"\\\x00-\x1f]*')
+_DIGITS = re.compile(rb"[0-9]*")
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def syntax_error(data: bytes) -> str | None:
+    """The error Go's JSON scanner reports for ``data`` (``None`` when it is valid JSON)."""
+    n = len(data)
+    pos = 0
+    stack: list[int] = []  # 0: in object (after value expect , or }), 1: in array
+    ws = _WS.match
+
+    def err(i: int, context: str) -> str:
+        return f"invalid character {_quote_char(data[i])} {context}"
+
+    # state: expecting a value at pos
+    while True:
+        pos = ws(data, pos).end()
+        if pos >= n:
+            return "unexpected end of JSON input"
+        c = data[pos]
+        if c == 0x7B:  # {
+            pos = ws(data, pos + 1).end()
+            if pos >= n:
+                return "unexpected end of JSON input"
+            if data[pos] == 0x7D:
+                pos += 1
+                # fall to end-of-value handling
+            else:
+                if data[pos] != 0x22:
+                    return err(pos, "looking for beginning of object key string")
+                r = _scan_string(data, pos)
+                if isinstance(r, str):
+                    return r
+                pos = ws(data, r).end()
+                if pos >= n:
+                    return "unexpected end of JSON input"
+                if data[pos] != 0x3A:
+                    return err(pos, "after object key")
+                pos += 1
+                stack.append(0)
+                continue
+        elif c == 0x5B:  # [
+            pos = ws(data, pos + 1).end()
+            if pos >= n:
+                return "unexpected end of JSON input"
+            if data[pos] == 0x5D:
+                pos += 1
+            else:
+                stack.append(1)
+                continue
+        elif c == 0x22:
+            r = _scan_string(data, pos)
+            if isinstance(r, str):
+                return r
+            pos = r
+        elif c == 0x2D or 0x30 <= c <= 0x39:
+            r = _scan_number(data, pos)
+            if isinstance(r, str):
+                return r
+            pos = r
+        elif c in (0x74, 0x66, 0x6E):  # t f n
+            word = {0x74: b"true", 0x66: b"false", 0x6E: b"null"}[c]
+            for k in range(1, len(word)):
+                if pos + k >= n:
+                    return "unexpected end of JSON input"
+                if data[pos + k] != word[k]:
+                    return err(pos + k, f"in literal {word.decode()} (expecting {_quote_char(word[k])})")
+            pos += len(word)
+        else:
+            return err(pos, "looking for beginning of value")
+        # end of a value: close containers as far as possible
+        while True:
+            pos = ws(data, pos).end()
+            if not stack:
+                if pos < n:
+                    return err(pos, "after top-level value")
+                return None
+            if pos >= n:
+                return "unexpected end of JSON input"
+            c = data[pos]
+            if stack[-1] == 0:
+                if c == 0x2C:
+                    pos = ws(data, pos + 1).end()
+                    if pos >= n:
+                        return "unexpected end of JSON input"
+                    if data[pos] != 0x22:
+                        return err(pos, "looking for beginning of object key string")
+                    r = _scan_string(data, pos)
+                    if isinstance(r, str):
+                        return r
+                    pos = ws(data, r).end()
+                    if pos >= n:
+                        return "unexpected end of JSON input"
+                    if data[pos] != 0x3A:
+                        return err(pos, "after object key")
+                    pos += 1
+                    break  # expect a value
+                if c == 0x7D:
+                    stack.pop()
+                    pos += 1
+                    continue
+                return err(pos, "after object key:value pair")
+            if c == 0x2C:
+                pos += 1
+                break
+            if c == 0x5D:
+                stack.pop()
+                pos += 1
+                continue
+            return err(pos, "after array element")
+
+
+def _scan_string(data: bytes, pos: int) -> int | str:
+    # data[pos] is the opening quote; returns the index after the closing one, or an error.
+    n = len(data)
+    pos += 1
+    while True:
+        pos = _STR_BODY.match(data, pos).end()
+        if pos >= n:
+            return "unexpected end of JSON input"
+        c = data[pos]
+        if c == 0x22:
+            return pos + 1
+        if c == 0x5C:
+            pos += 1
+            if pos >= n:
+                return "unexpected end of JSON input"
+            e = data[pos]
+            if e in b'"\\/bfnrt':
+                pos += 1
+                continue
+            if e == 0x75:
+                for k in range(1, 5):
+                    if pos + k >= n:
+                        return "unexpected end of JSON input"
+                    if data[pos + k] not in _HEX:
+                        return f"invalid character {_quote_char(data[pos + k])} in \\u hexadecimal character escape"
+                pos += 5
+                continue
+            return f"invalid character {_quote_char(e)} in string escape code"
+        return f"invalid character {_quote_char(c)} in string literal"
+
+
+def _scan_number(data: bytes, pos: int) -> int | str:
+    n = len(data)
+    if data[pos] == 0x2D:
+        pos += 1
+        if pos >= n:
+            return "unexpected end of JSON input"
+        if not 0x30 <= data[pos] <= 0x39:
+            return f"invalid character {_quote_char(data[pos])} in numeric literal"
+    if data[pos] == 0x30:
+        pos += 1
+    else:
+        pos = _DIGITS.match(data, pos + 1).end()
+    if pos < n and data[pos] == 0x2E:
+        pos += 1
+        if pos >= n:
+            return "unexpected end of JSON input"
+        if not 0x30 <= data[pos] <= 0x39:
+            return f"invalid character {_quote_char(data[pos])} after decimal point in numeric literal"
+        pos = _DIGITS.match(data, pos + 1).end()
+    if pos < n and data[pos] in b"eE":
+        pos += 1
+        if pos < n and data[pos] in b"+-":
+            pos += 1
+        if pos >= n:
+            return "unexpected end of JSON input"
+        if not 0x30 <= data[pos] <= 0x39:
+            return f"invalid character {_quote_char(data[pos])} in exponent of numeric literal"
+        pos = _DIGITS.match(data, pos + 1).end()
+    return pos
+
+
+class JSONError(ValueError):
+    """A payload Go's decoder would reject; ``str(exc)`` is Go's error text."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+_py_loads = json.JSONDecoder(parse_float=GoFloat, parse_constant=_no_constant).decode
+
+
+def _fix_text(text: str) -> str:
+    # Undecodable bytes (surrogateescape) and lone surrogates become U+FFFD, as in Go.
+    return re.sub("[\ud800-\udfff]", "\ufffd", text)
+
+
+def loads(data: bytes) -> Any:
+    """Parse ``data`` like Go would accept it; raise :class:`JSONError` with Go's text."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = _fix_text(data.decode("utf-8", "surrogateescape"))
+    try:
+        return _py_loads(text)
+    except RecursionError:
+        raise JSONError("exceeded max depth") from None
+    except ValueError:
+        msg = syntax_error(data)
+        raise JSONError(msg or "invalid JSON") from None
+
+
+# --------------------------------------------------------------------------- decoding
+
+def kind_of(value: Any) -> str:
+    """Go's name for the JSON kind of a decoded value (for UnmarshalTypeError texts)."""
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def _num_lit(value: Any) -> str:
+    if isinstance(value, GoFloat):
+        return value.lit
+    return str(value) if isinstance(value, int) else repr(value)
+
+
+# Field kinds
+STR, INT, INT64, UINT8, PTR_INT, ANY_LIST, ANY_MAP, STR_LIST, STRUCT, TIME = range(10)
+
+_INT_RANGE = {INT: (-(1 << 63), (1 << 63) - 1), INT64: (-(1 << 63), (1 << 63) - 1),
+              PTR_INT: (-(1 << 63), (1 << 63) - 1), UINT8: (0, 255)}
+
+
+class Schema:
+    """A Go struct as encoding/json sees it: JSON names, kinds, Go type names."""
+
+    def __init__(self, go_name: str, fields: list[tuple[str, int, str, "Schema | None"]]) -> None:
+        self.go_name = go_name          # e.g. "client.Job"
+        self.short = go_name.rsplit(".", 1)[-1]
+        self.fields = {f[0]: f for f in fields}
+        self.folded = {f[0].lower(): f[0] for f in fields}
+
+
+class _Errors:
+    __slots__ = ("first",)
+
+    def __init__(self) -> None:
+        self.first: str | None = None
+
+    def add(self, text: str) -> None:
+        if self.first is None:
+            self.first = text
+
+
+def _type_error(errors: _Errors, what: str, struct: str, path: str, gotype: str) -> None:
+    if struct:
+        errors.add(f"json: cannot unmarshal {what} into Go struct field {struct}.{path} of type {gotype}")
+    else:
+        errors.add(f"json: cannot unmarshal {what} into Go value of type {gotype}")
+
+
+def _field_for(schema: Schema, key: str) -> str | None:
+    if key in schema.fields:
+        return key
+    return schema.folded.get(key.lower().replace("\u017f", "s"))
+
+
+def decode_struct(value: Any, schema: Schema, errors: _Errors | None = None, *,
+                  struct: str = "", path: str = "") -> dict | None:
+    """Decode a parsed JSON value into ``schema`` the Go way.
+
+    Returns a dict of the fields present (JSON names as keys, normalised values), or
+    ``None`` for JSON ``null``.  The first type error is left in ``errors.first``.
+    """
+    errs = errors if errors is not None else _Errors()
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        _type_error(errs, kind_of(value), struct, path, schema.go_name)
+        return {}
+    out: dict[str, Any] = {}
+    top = struct or schema.short
+    for key, item in value.items():
+        name = _field_for(schema, key)
+        if name is None:
+            continue
+        _, kind, gotype, sub = schema.fields[name]
+        fpath = f"{path}.{name}" if path else name
+        decoded = _decode_field(item, kind, gotype, sub, errs, top, fpath)
+        if decoded is not _SKIP:
+            out[name] = decoded
+    if errors is None and errs.first is not None:
+        raise JSONError(errs.first)
+    return out
+
+
+_SKIP = object()
+
+
+def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _Errors,
+                  struct: str, path: str) -> Any:
+    if item is None:
+        # null: no effect on scalars; pointers, slices and maps become nil
+        return None if kind in (PTR_INT, ANY_LIST, ANY_MAP, STR_LIST, STRUCT) else _SKIP
+    if kind == STR or kind == TIME:
+        if type(item) is not str:
+            _type_error(errs, kind_of(item), struct, path, gotype)
+            return _SKIP
+        if kind == TIME:
+            try:
+                parse_time(item)
+            except TimeParseError as exc:
+                errs.add(str(exc))
+                return _SKIP
+        return item
+    if kind in _INT_RANGE:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            _type_error(errs, kind_of(item), struct, path, gotype)
+            return _SKIP
+        lo, hi = _INT_RANGE[kind]
+        if isinstance(item, float) or not lo <= item <= hi:
+            _type_error(errs, "number " + _num_lit(item), struct, path, gotype)
+            return _SKIP
+        return item
+    if kind == ANY_LIST:
+        if type(item) is not list:
+            _type_error(errs, kind_of(item), struct, path, gotype)
+            return _SKIP
+        try:
+            return normalize_any(item)
+        except _Overflow as exc:
+            _type_error(errs, "number " + exc.args[0], struct, path, "float64")
+            return _SKIP
+    if kind == ANY_MAP:
+        if type(item) is not dict:
+            _type_error(errs, kind_of(item), struct, path, gotype)
+            return _SKIP
+        try:
+            return normalize_any(item)
+        except _Overflow as exc:
+            _type_error(errs, "number " + exc.args[0], struct, path, "float64")
+            return _SKIP
+    if kind == STR_LIST:
+        if type(item) is not list:
+            _type_error(errs, kind_of(item), struct, path, gotype)
+            return _SKIP
+        out = []
+        for elem in item:
+            if elem is None:
+                out.append("")
+            elif type(elem) is str:
+                out.append(elem)
+            else:
+                _type_error(errs, kind_of(elem), struct, path, "string")
+                out.append("")
+        return out
+    if kind == STRUCT:
+        assert sub is not None
+        if type(item) is not dict:
+            _type_error(errs, kind_of(item), struct, path, sub.go_name)
+            return _SKIP
+        return decode_struct(item, sub, errs, struct=struct, path=path)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+class _Overflow(Exception):
+    pass
+
+
+_TOKEN = "\x00" + secrets.token_hex(6) + ":"
+_TOKEN_RE = re.compile(re.escape(json.dumps(_TOKEN)[:-1]) + r'(-?[0-9][0-9.e+-]*)\\u0000"')
+_TWO53 = 1 << 53
+
+
+def _norm_float(f: float) -> Any:
+    if not math.isfinite(f):
+        raise _Overflow(_num_lit(f))
+    if f == 0:
+        return _TOKEN + "-0\x00" if math.copysign(1.0, f) < 0 else 0
+    if f.is_integer() and abs(f) < 1e21:
+        if abs(f) <= _TWO53:
+            return int(f)
+        return int(Decimal(repr(f)))  # shortest digits, zero padded, as Go prints it
+    if abs(f) >= 1e-4:
+        return float(f)  # Python's repr agrees with Go here
+    return _TOKEN + format_float(float(f)) + "\x00"
+
+
+def normalize_any(value: Any) -> Any:
+    """Pass a decoded ``interface{}`` value through Go's types.
+
+    Numbers become what float64 prints (``1.0`` -> ``1``, big integers rounded), maps get
+    sorted keys.  Returns ``value`` itself when nothing changes.
+    """
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return value
+    if t is int:
+        if -_TWO53 <= value <= _TWO53:
+            return value
+        try:
+            return _norm_float(float(value))
+        except OverflowError:
+            raise _Overflow(str(value)) from None
+    if t is float or t is GoFloat:
+        if not math.isfinite(value):
+            raise _Overflow(_num_lit(value))
+        return _norm_float(value)
+    if t is list:
+        out = None
+        for i, item in enumerate(value):
+            new = normalize_any(item)
+            if new is not item or type(new) is not type(item):
+                if out is None:
+                    out = list(value)
+                out[i] = new
+        return value if out is None else out
+    if t is dict:
+        keys = list(value)
+        changed = keys != sorted(keys)
+        items = {}
+        for k in (sorted(keys) if changed else keys):
+            item = value[k]
+            new = normalize_any(item)
+            if new is not item or type(new) is not type(item):
+                changed = True
+            items[k] = new
+        return items if changed else value
+    return value
+
+
+# --------------------------------------------------------------------------- encoding
+
+_py_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                             check_circular=False).encode
+_py_dumps_sorted = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
+                                    check_circular=False, sort_keys=True).encode
+_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
+            0x2028: "\\u2028", 0x2029: "\\u2029"}
+_NEEDS_ESC = re.compile("[<>&\u2028\u2029]").search
+
+
+def _finish(text: str) -> bytes:
+    if _NEEDS_ESC(text):
+        text = text.translate(_ESCAPES)
+    if "\\u0000" in text and _TOKEN_RE.search(text):
+        text = _TOKEN_RE.sub(lambda m: m.group(1), text)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _fix_text(text).encode("utf-8")
+
+
+def encode(obj: Any) -> bytes:
+    """Encode an already normalised object (dicts in the order Go writes them)."""
+    return _finish(_py_dumps(obj))
+
+
+def dumps_map(obj: Any) -> bytes:
+    """Encode a Go map (keys sorted at every level) of plain values."""
+    return _finish(_py_dumps_sorted(obj))
+
+
+# --------------------------------------------------------------------------- time
+
+_LAYOUT = "2006-01-02T15:04:05.999999999Z07:00"
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:[.,]([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})\Z")
+_sec_cache: tuple[int, str] = (-1, "")
+_last_time: tuple[float, str] = (-1.0, "")
+
+
+def format_time(t: float) -> str:
+    """``time.RFC3339Nano`` in UTC: nanoseconds with trailing zeros trimmed."""
+    global _last_time, _sec_cache
+    last = _last_time  # one tuple: safe with several server threads
+    if last[0] == t:
+        return last[1]
+    ns = int(round(t * 1e9))
+    secs, frac = divmod(ns, 1_000_000_000)
+    cached = _sec_cache
+    if cached[0] == secs:
+        prefix = cached[1]
+    else:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+        _sec_cache = (secs, prefix)
+    text = (f"{prefix}.{frac:09d}".rstrip("0") + "Z") if frac else prefix + "Z"
+    _last_time = (t, text)
+    return text
+
+
+class TimeParseError(ValueError):
+    """``time.Parse`` failed; ``str(exc)`` is Go's error text."""
+
+
+def _days_in(month: int, year: int) -> int:
+    if month == 2:
+        return 29 if calendar.isleap(year) else 28
+    return 30 if month in (4, 6, 9, 11) else 31
+
+
+def parse_time(value: str) -> float:
+    """Parse like ``time.Parse(time.RFC3339Nano, value)``: epoch seconds, or
+    :class:`TimeParseError` with Go's message."""
+    m = _RFC3339.match(value)
+    if m is not None:
+        year, month, day, hour, minute, sec = (int(m.group(i)) for i in range(1, 7))
+        zone = m.group(8)
+        if (1 <= month <= 12 and 1 <= day <= _days_in(month, year) and hour < 24
+                and minute < 60 and sec < 60 and (zone == "Z" or (int(zone[1:3]) <= 24
+                                                                   and int(zone[4:6]) <= 60))):
+            frac = m.group(7)
+            ns = int(frac[:9].ljust(9, "0")) if frac else 0
+            return _epoch(year, month, day, hour, minute, sec, ns, zone)
+    result = _slow_parse(value)
+    if isinstance(result, str):
+        raise TimeParseError(result)
+    return result
+
+
+def _epoch(year: int, month: int, day: int, hour: int, minute: int, sec: int, ns: int,
+           zone: str) -> float:
+    offset = 0
+    if zone != "Z":
+        offset = (int(zone[1:3]) * 60 + int(zone[4:6])) * 60 * (-1 if zone[0] == "-" else 1)
+    days = _days_from_civil(year, month, day)
+    return days * 86400 + hour * 3600 + minute * 60 + sec - offset + ns / 1e9
+
+
+def _days_from_civil(y: int, m: int, d: int) -> int:
+    # days since 1970-01-01 for the proleptic Gregorian calendar (any year)
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def _slow_parse(value: str) -> float | str:
+    # Walk the RFC3339Nano layout the way Go's time.parse does: the value, or its error.
+    v = value
+
+    def cannot(rest: str, elem: str) -> str:
+        return (f"parsing time {_time_quote(value)} as {_time_quote(_LAYOUT)}: "
+                f"cannot parse {_time_quote(rest)} as {_time_quote(elem)}")
+
+    def out_of_range(what: str) -> str:
+        return f"parsing time {_time_quote(value)}: {what} out of range"
+
+    def isdigit(s: str, i: int) -> bool:
+        return len(s) > i and "0" <= s[i] <= "9"
+
+    def getnum(s: str, fixed: bool) -> tuple[int, str] | None:
+        if not isdigit(s, 0):
+            return None
+        if not isdigit(s, 1):
+            if fixed:
+                return None
+            return int(s[0]), s[1:]
+        return int(s[:2]), s[2:]
+
+    if len(v) < 4 or not all(isdigit(v, i) for i in range(4)):
+        return cannot(v, "2006")
+    year, v = int(v[:4]), v[4:]
+    vals: dict[str, int] = {}
+    for prefix, elem, fixed, hi, name in (
+            ("-", "01", True, 12, "month"), ("-", "02", True, 99, ""),
+            ("T", "15", False, 23, "hour"), (":", "04", True, 59, "minute"),
+            (":", "05", True, 59, "second")):
+        if not v.startswith(prefix):
+            return cannot(v, prefix)
+        v = v[1:]
+        got = getnum(v, fixed)
+        if got is None:
+            return cannot(v, elem)
+        num, v = got
+        if name and not (1 if name == "month" else 0) <= num <= hi:
+            return out_of_range(name)
+        vals[elem] = num
+    ns = 0
+    if len(v) >= 2 and v[0] in ".," and isdigit(v, 1):
+        i = 1
+        while isdigit(v, i):
+            i += 1
+        ns = int(v[1:min(i, 10)].ljust(9, "0"))
+        v = v[i:]
+    zone = "Z"
+    if v.startswith("Z"):
+        v = v[1:]
+    else:
+        if len(v) < 6 or v[3] != ":":
+            return cannot(v, "Z07:00")
+        hh, mm = getnum(v[1:3], True), getnum(v[4:6], True)
+        hr = hh[0] if hh else 0
+        mn = mm[0] if (hh and mm) else 0
+        if hr > 24:
+            return out_of_range("time zone offset hour")
+        if mn > 60:
+            return out_of_range("time zone offset minute")
+        if hh is None or mm is None or v[0] not in "+-":
+            return cannot(v, "Z07:00")
+        zone, v = v[:6], v[6:]
+    if v:
+        return f"parsing time {_time_quote(value)}: extra text: {_time_quote(v)}"
+    day = vals["02"]
+    if day < 1 or day > _days_in(vals["01"], year):
+        return out_of_range("day")
+    return _epoch(year, vals["01"], day, vals["15"], vals["04"], vals["05"], ns, zone)
+
+
+# --------------------------------------------------------------------------- the structs
+
+#: client.Failure
+FAILURE = Schema("client.Failure", [
+    ("retry_count", INT, "int", None), ("remaining", INT, "int", None),
+    ("failed_at", STR, "string", None), ("next_at", STR, "string", None),
+    ("message", STR, "string", None), ("errtype", STR, "string", None),
+    ("backtrace", STR_LIST, "[]string", None),
+])
+#: client.Job
+JOB = Schema("client.Job", [
+    ("jid", STR, "string", None), ("queue", STR, "string", None),
+    ("jobtype", STR, "string", None), ("args", ANY_LIST, "[]interface {}", None),
+    ("created_at", STR, "string", None), ("enqueued_at", STR, "string", None),
+    ("at", STR, "string", None), ("reserve_for", INT, "int", None),
+    ("retry", PTR_INT, "int", None), ("backtrace", INT, "int", None),
+    ("failure", STRUCT, "client.Failure", FAILURE),
+    ("custom", ANY_MAP, "map[string]interface {}", None),
+])
+#: manager.FailPayload
+FAIL_PAYLOAD = Schema("manager.FailPayload", [
+    ("jid", STR, "string", None), ("message", STR, "string", None),
+    ("errtype", STR, "string", None), ("backtrace", STR_LIST, "[]string", None),
+])
+#: server.ClientBeat
+CLIENT_BEAT = Schema("server.ClientBeat", [
+    ("current_state", STR, "string", None), ("wid", STR, "string", None),
+    ("rss_kb", INT64, "int64", None),
+])
+#: server.ClientData (HELLO)
+CLIENT_DATA = Schema("server.ClientData", [
+    ("hostname", STR, "string", None), ("wid", STR, "string", None),
+    ("pid", INT, "int", None), ("rss_kb", INT64, "int64", None),
+    ("labels", STR_LIST, "[]string", None), ("pwdhash", STR, "string", None),
+    ("username", STR, "string", None), ("v", UINT8, "uint8", None),
+    ("StartedAt", TIME, "time.Time", None),
+])
+_JOB_FILTER = Schema("client.JobFilter", [
+    ("jids", STR_LIST, "[]string", None), ("regexp", STR, "string", None),
+    ("jobtype", STR, "string", None),
+])
+#: client.Operation (MUTATE)
+OPERATION = Schema("client.Operation", [
+    ("cmd", STR, "string", None), ("target", STR, "client.Structure", None),
+    ("filter", STRUCT, "client.JobFilter", _JOB_FILTER),
+])
+
+
+def errors() -> _Errors:
+    """A fresh first-error collector for :func:`decode_struct`."""
+    return _Errors()
+
+
+def marshal_failure(f: dict) -> dict:
+    """The ``failure`` object in the field order of the server's struct (omitempty applied)."""
+    out: dict[str, Any] = {"failed_at": f.get("failed_at", "")}
+    for key in ("next_at", "message", "errtype"):
+        if f.get(key):
+            out[key] = f[key]
+    if f.get("backtrace"):
+        out["backtrace"] = f["backtrace"]
+    out["retry_count"] = f.get("retry_count", 0)
+    out["remaining"] = f.get("remaining", 0)
+    return out
+
+
+def job_object(job: dict) -> dict:
+    """A decoded job (``decode_struct(..., JOB)`` plus defaults) in the order Go writes it.
+
+    Order and omitempty rules of the 1.10 ``client.Job`` struct as observed on the wire:
+    retry, failure, custom, jid, queue, jobtype, created_at, enqueued_at, at, args,
+    reserve_for, backtrace.
+    """
+    get = job.get
+    out: dict[str, Any] = {"retry": get("retry")}
+    failure = get("failure")
+    if failure is not None:
+        out["failure"] = marshal_failure(failure)
+    custom = get("custom")
+    if custom:
+        out["custom"] = custom
+    out["jid"] = get("jid", "")
+    out["queue"] = get("queue", "")
+    out["jobtype"] = get("jobtype", "")
+    for key in ("created_at", "enqueued_at", "at"):
+        value = get(key)
+        if value:
+            out[key] = value
+    out["args"] = get("args")
+    for key in ("reserve_for", "backtrace"):
+        value = get(key)
+        if value:
+            out[key] = value
+    return out
+
+
+def marshal_job(job: dict) -> bytes:
+    """Encode a decoded job exactly as the real server stores and sends it."""
+    return encode(job_object(job))
+
+
+def reparse_job(payload: bytes) -> dict:
+    """Decode a payload this server produced (trusted: no Go error emulation needed)."""
+    job = json.loads(payload, parse_float=GoFloat)
+    return job
+

@@ -1,0 +1,908 @@
+"""The embedded Faktory-protocol server: network side, commands, workers, INFO, tasks.
+
+One :class:`_Connection` (an ``asyncio.Protocol``) per client socket: bytes are split on
+``\\n`` (a trailing ``\\r`` dropped), each line is dispatched through a dict of command
+handlers that return the reply bytes, and the replies of one ``data_received`` are
+written with one ``transport.write``.  A FETCH that finds nothing parks the connection
+(later pipelined lines wait) and registers it as a waiter; a push to one of its queues
+hands the job over directly.  Nothing creates a task per command.
+
+Replies and errors are byte for byte those of the real server (Faktory 1.10.0): see
+``../shared/protocol.md`` and the comments in :mod:`faktory.server.store` and
+:mod:`faktory.server.gojson`.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import random
+import re
+import secrets
+import socket
+import ssl as _ssl
+import time
+from typing import Any
+from urllib.parse import quote
+
+from faktory.server import gojson
+from faktory.server.clock import Clock
+from faktory.server.persist import JobRecord, MemoryPersistence, Persistence
+from faktory.server.store import Store
+
+__all__ = ["FaktoryServer", "Worker", "VERSION", "DEFAULT_PORT"]
+
+log = logging.getLogger("faktory.server")
+
+VERSION = "1.10.0"
+DEFAULT_PORT = 7419
+HEARTBEAT_TTL = 60.0
+
+RUNNING, QUIET, TERMINATE = 0, 1, 2
+STATE_NAMES = {RUNNING: "running", QUIET: "quiet", TERMINATE: "terminate"}
+
+OK = b"+OK\r\n"
+NULL = b"$-1\r\n"
+INTERNAL = b"-ERR internal error\r\n"
+_BEAT_REPLY = {QUIET: b'$17\r\n{"state":"quiet"}\r\n', TERMINATE: b'$21\r\n{"state":"terminate"}\r\n'}
+
+
+def _err(message: str) -> bytes:
+    try:
+        data = message.encode("utf-8")
+    except UnicodeEncodeError:
+        data = message.encode("utf-8", "surrogateescape" if _only_escapes(message) else "replace")
+    return b"-ERR " + data + b"\r\n"
+
+
+def _only_escapes(text: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in text)
+
+
+def _bulk(data: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+def _state_from_string(text: str) -> int:
+    return {"quiet": QUIET, "terminate": TERMINATE}.get(text, RUNNING)
+
+
+class Worker:
+    """A worker process as the server knows it (``ClientData`` of the real server)."""
+
+    __slots__ = ("wid", "hostname", "pid", "labels", "rss_kb", "version", "started_at",
+                 "last_beat", "state", "connections")
+
+    def __init__(self, hello: dict, now: float) -> None:
+        self.wid: str = hello.get("wid", "")
+        self.hostname: str = hello.get("hostname", "")
+        self.pid: int = hello.get("pid", 0)
+        self.labels: list[str] = list(hello.get("labels") or [])
+        self.rss_kb: int = hello.get("rss_kb", 0)
+        self.version: int = hello.get("v", 0)
+        self.started_at = now
+        self.last_beat = now
+        self.state = RUNNING
+        self.connections: set[_Connection] = set()
+
+    def signal(self, state: int) -> None:
+        """Move the state forward only: running -> quiet -> terminate."""
+        if state > self.state:
+            self.state = state
+
+    def as_dict(self) -> dict[str, Any]:
+        """The operator view of this worker."""
+        return {"wid": self.wid, "hostname": self.hostname, "pid": self.pid,
+                "labels": list(self.labels), "state": STATE_NAMES[self.state],
+                "last_beat": self.last_beat, "started_at": self.started_at,
+                "rss_kb": self.rss_kb, "connections": len(self.connections)}
+
+
+_HANDSHAKE, _READY, _CLOSED = 0, 1, 2
+
+
+class _Connection(asyncio.Protocol):
+    """One client socket."""
+
+    __slots__ = ("srv", "store", "transport", "state", "worker", "wid", "queues", "_buf",
+                 "_out", "_blocked", "_timer", "_salt", "_iters", "_counted", "_fetch_line",
+                 "_fetch_queues", "_close_after_flush", "_paused_reading", "_write_paused",
+                 "_resume_scheduled")
+
+    def __init__(self, srv: "FaktoryServer") -> None:
+        self.srv = srv
+        self.store = srv.store
+        self.transport: asyncio.Transport | None = None
+        self.state = _HANDSHAKE
+        self.worker: Worker | None = None
+        self.wid = ""
+        self.queues: tuple[str, ...] = ()
+        self._buf = bytearray()
+        self._out: list[bytes] = []
+        self._blocked = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._salt = ""
+        self._iters = 0
+        self._counted = False
+        self._fetch_line = b""
+        self._fetch_queues: tuple[str, ...] = ()
+        self._close_after_flush = False
+        self._paused_reading = False
+        self._write_paused = False
+        self._resume_scheduled = False
+
+    # ------------------------------------------------------------------ transport events
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        srv = self.srv
+        srv._conns.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - not TCP
+                pass
+        if srv.password:
+            self._iters = 4000 + random.randrange(4096)
+            self._salt = format(secrets.randbelow((1 << 63) - 1), "x")
+            hi = b'+HI {"v":2,"i":%d,"s":"%s"}\r\n' % (self._iters, self._salt.encode())
+        else:
+            hi = b'+HI {"v":2}\r\n'
+        self.transport.write(hi)
+        self._timer = srv._loop.call_later(srv.handshake_timeout, self._handshake_expired)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        srv = self.srv
+        srv._conns.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._blocked:
+            self._blocked = False
+            self.store.remove_waiter(self)
+        if self._counted:
+            self._counted = False
+            srv.connections -= 1
+        if self.state == _READY and self.wid:
+            srv._remove_worker_connection(self)
+        self.state = _CLOSED
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self.transport is not None and not self._paused_reading:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.transport is not None and not self._paused_reading:
+            self.transport.resume_reading()
+
+    def _handshake_expired(self) -> None:
+        self._timer = None
+        if self.state == _HANDSHAKE and self.transport is not None:
+            self.transport.abort()
+
+    def close(self) -> None:
+        """Close the socket after writing what is pending."""
+        if self.transport is not None and self.state != _CLOSED:
+            if self._out:
+                self._write_out()
+            self.transport.close()
+
+    # ------------------------------------------------------------------ input
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf
+        if buf or self._blocked:
+            buf += data
+            if self._blocked:
+                if len(buf) > 1 << 20 and not self._paused_reading:
+                    self._paused_reading = True
+                    self.transport.pause_reading()  # type: ignore[union-attr]
+                return
+            if data.find(b"\n") < 0:
+                if len(buf) > self.srv.max_line:
+                    self._line_too_long()
+                return
+            data = bytes(buf)
+            buf.clear()
+        self._run(data)
+
+    def _line_too_long(self) -> None:
+        log.info("closing a connection: line longer than %d bytes", self.srv.max_line)
+        self._buf.clear()
+        self.transport.abort()  # type: ignore[union-attr]
+        self.state = _CLOSED
+
+    def _run(self, data: bytes) -> None:
+        pos = 0
+        n = len(data)
+        out = self._out
+        max_line = self.srv.max_line
+        while pos < n:
+            nl = data.find(b"\n", pos)
+            if nl < 0:
+                break
+            end = nl - 1 if nl > pos and data[nl - 1] == 13 else nl
+            if end - pos > max_line:
+                self._line_too_long()
+                return
+            line = data[pos:end]
+            pos = nl + 1
+            if self.state == _READY:
+                reply = self._dispatch(line)
+            elif self.state == _HANDSHAKE:
+                reply = self._hello(line)
+            else:
+                return
+            if reply is not None:
+                out.append(reply)
+            if self._blocked or self.state == _CLOSED or self._close_after_flush:
+                break
+        if pos < n and self.state != _CLOSED:
+            self._buf += data[pos:] if pos else data
+            if not self._blocked and len(self._buf) > max_line and self._buf.find(b"\n") < 0:
+                self._line_too_long()
+                return
+        if out:
+            self._flush()
+        elif self._close_after_flush:
+            self.close()
+
+    def _resume(self) -> None:
+        self._resume_scheduled = False
+        if self._blocked or self.state != _READY:
+            return
+        if self._paused_reading:
+            self._paused_reading = False
+            if not self._write_paused:
+                self.transport.resume_reading()  # type: ignore[union-attr]
+        if self._buf and self._buf.find(b"\n") >= 0:
+            data = bytes(self._buf)
+            self._buf.clear()
+            self._run(data)
+
+    def _unblock(self) -> None:
+        self._blocked = False
+        if self._buf and not self._resume_scheduled:
+            self._resume_scheduled = True
+            self.srv._loop.call_soon(self._resume)
+        elif self._paused_reading:
+            self._paused_reading = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ output
+
+    def _flush(self) -> None:
+        if self.srv._durable:
+            self.srv._schedule_write(self)
+        else:
+            self._write_out()
+
+    def _write_out(self) -> None:
+        out = self._out
+        if out and self.state != _CLOSED:
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))  # type: ignore[union-attr]
+        out.clear()
+        if self._close_after_flush and self.state != _CLOSED:
+            self.transport.close()  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------------ handshake
+
+    def _hello(self, line: bytes) -> bytes | None:
+        srv = self.srv
+        if not line.startswith(b"HELLO {"):
+            self._abort_handshake()
+            return None
+        try:
+            obj = gojson.loads(line[5:])
+            errs = gojson.errors()
+            hello = gojson.decode_struct(obj, gojson.CLIENT_DATA, errs) or {}
+            if errs.first is not None:
+                raise gojson.JSONError(errs.first)
+        except gojson.JSONError as exc:
+            log.info("Invalid client data in HELLO: %s", exc)
+            self._abort_handshake()
+            return None
+        if srv.password:
+            iters = self._iters if hello.get("v", 0) >= 2 else 1
+            expected = _pwdhash(srv.password, self._salt, iters)
+            given = hello.get("pwdhash", "")
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode()):
+                self.transport.write(b"-ERR Invalid password\r\n")  # type: ignore[union-attr]
+                self._abort_handshake(graceful=True)
+                return None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        wid = hello.get("wid", "")
+        self.state = _READY
+        if wid:
+            self.wid = wid
+            self.worker = srv._register_worker(hello, self)
+        else:
+            self.worker = None
+        self.transport.write(OK)  # type: ignore[union-attr]
+        srv.connections += 1
+        self._counted = True
+        if srv.connections > srv.max_connections:
+            log.warning("too many connections: %d (max %d)", srv.connections, srv.max_connections)
+            self.transport.write(_err(f"too many connections: {srv.connections}"))  # type: ignore[union-attr]
+            self._close_after_flush = True
+            self.transport.close()  # type: ignore[union-attr]
+        return None
+
+    def _abort_handshake(self, graceful: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if graceful:
+            self.transport.close()  # type: ignore[union-attr]
+        else:
+            self.transport.abort()  # type: ignore[union-attr]
+        self.state = _CLOSED
+
+    # ------------------------------------------------------------------ commands
+
+    def _dispatch(self, line: bytes) -> bytes | None:
+        sp = line.find(b" ")
+        verb = line if sp < 0 else line[:sp]
+        srv = self.srv
+        if srv._closing:
+            self._close_after_flush = True
+            return b"-ERR shutdown in progress\r\n"
+        handler = _COMMANDS.get(verb)
+        if handler is None:
+            return b"-ERR unknown command " + verb + b"\r\n"
+        srv.command_count += 1
+        try:
+            return handler(self, line)
+        except Exception:  # the real server recovers panics the same way
+            log.exception("internal error while handling %r", line[:200])
+            return INTERNAL
+
+    def cmd_end(self, line: bytes) -> None:
+        self._close_after_flush = True
+        return None
+
+    def cmd_push(self, line: bytes) -> bytes:
+        if len(line) < 5:
+            return INTERNAL
+        try:
+            obj = gojson.loads(line[5:])
+        except gojson.JSONError as exc:
+            return _err(f"invalid JSON: {exc}")
+        errs = gojson.errors()
+        job = gojson.decode_struct(obj, gojson.JOB, errs)
+        if errs.first is not None:
+            return _err(f"invalid JSON: {errs.first}")
+        if job is None:
+            job = {}
+        if job.get("retry") is None:
+            job["retry"] = 25
+        error = self.store.push(job)
+        return OK if error is None else _err(error)
+
+    def cmd_pushb(self, line: bytes) -> bytes:
+        if len(line) < 6:
+            return INTERNAL
+        try:
+            obj = gojson.loads(line[6:])
+        except gojson.JSONError as exc:
+            return _err(f"invalid JSON: {exc}")
+        if obj is None:
+            obj = []
+        if not isinstance(obj, list):
+            return _err(f"invalid JSON: json: cannot unmarshal {gojson.kind_of(obj)} "
+                        "into Go value of type []client.Job")
+        errs = gojson.errors()
+        jobs = [gojson.decode_struct(item, gojson.JOB, errs) for item in obj]
+        if errs.first is not None:
+            return _err(f"invalid JSON: {errs.first}")
+        store = self.store
+        now = store.clock.now()
+        ts = gojson.format_time(now)
+        result: dict[str, str] = {}
+        for job in jobs:
+            if job is None:
+                job = {}
+            if not job.get("created_at"):
+                job["created_at"] = ts
+            if job.get("retry") is None:
+                job["retry"] = 25
+            error = store.push(job, now)
+            if error is not None:
+                result[job.get("jid", "")] = error
+        if not result:
+            return b"$2\r\n{}\r\n"
+        return _bulk(gojson.dumps_map(result))
+
+    def cmd_fetch(self, line: bytes) -> bytes | None:
+        srv = self.srv
+        worker = self.worker
+        if worker is not None and worker.state != RUNNING:
+            return self._block(())
+        if line == self._fetch_line:
+            queues = self._fetch_queues
+        else:
+            queues = tuple(q.decode("utf-8", "surrogateescape") for q in line.split(b" ")[1:])
+            self._fetch_line = line
+            self._fetch_queues = queues
+        if not queues:
+            return b"-ERR must call fetch with at least one queue\r\n"
+        store = self.store
+        if store.paused:
+            paused = store.paused
+            queues = tuple(q for q in queues if q not in paused)
+            if not queues:
+                return self._block(())
+        rec = store.fetch(queues, self.wid)
+        if rec is not None:
+            payload = rec.payload
+            return b"$%d\r\n%s\r\n" % (len(payload), payload)
+        return self._block(queues)
+
+    def _block(self, queues: tuple[str, ...]) -> None:
+        self._blocked = True
+        self.queues = queues
+        if queues:
+            self.store.add_waiter(self, queues)
+        self._timer = self.srv._loop.call_later(self.srv.fetch_timeout, self._fetch_expired)
+        return None
+
+    def _fetch_expired(self) -> None:
+        self._timer = None
+        if not self._blocked:
+            return
+        if self.queues:
+            self.store.remove_waiter(self)
+        self._out.append(NULL)
+        self._unblock()
+        self._flush()
+
+    def deliver(self, rec: JobRecord) -> None:
+        """A job pushed while this connection waited in FETCH (already reserved)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        payload = rec.payload
+        self._out.append(b"$%d\r\n%s\r\n" % (len(payload), payload))
+        self._unblock()
+        self._flush()
+
+    def cmd_ack(self, line: bytes) -> bytes:
+        if len(line) < 4:
+            return INTERNAL
+        data = line[4:]
+        m = _ACK_RE.fullmatch(data)
+        if m is not None:
+            try:
+                jid = m.group(1).decode("utf-8")
+            except UnicodeDecodeError:
+                jid = None
+            if jid is not None:
+                self.store.ack(jid)
+                return OK
+        try:
+            obj = gojson.loads(data)
+        except gojson.JSONError:
+            return b"-ERR invalid ACK " + data + b"\r\n"
+        if not isinstance(obj, dict) or "jid" not in obj or any(
+                v is not None and type(v) is not str for v in obj.values()):
+            return b"-ERR invalid ACK " + data + b"\r\n"
+        self.store.ack(obj["jid"] or "")
+        return OK
+
+    def cmd_fail(self, line: bytes) -> bytes:
+        if len(line) < 5:
+            return INTERNAL
+        data = line[5:]
+        try:
+            obj = gojson.loads(data)
+            errs = gojson.errors()
+            payload = gojson.decode_struct(obj, gojson.FAIL_PAYLOAD, errs) or {}
+            if errs.first is not None:
+                raise gojson.JSONError(errs.first)
+        except gojson.JSONError:
+            return b"-ERR invalid FAIL " + data + b"\r\n"
+        error = self.store.fail(payload.get("jid", ""), payload.get("errtype", ""),
+                                payload.get("message", ""), payload.get("backtrace") or [])
+        return OK if error is None else _err(error)
+
+    def cmd_beat(self, line: bytes) -> bytes:
+        if len(line) < 5:
+            return INTERNAL
+        data = line[5:]
+        try:
+            obj = gojson.loads(data)
+            errs = gojson.errors()
+            beat = gojson.decode_struct(obj, gojson.CLIENT_BEAT, errs) or {}
+            if errs.first is not None:
+                raise gojson.JSONError(errs.first)
+        except gojson.JSONError:
+            return b"-ERR invalid BEAT " + data + b"\r\n"
+        wid = beat.get("wid", "")
+        worker = self.srv._workers.get(wid)
+        if worker is None:
+            return _err(f"unknown worker {wid}")
+        worker.rss_kb = beat.get("rss_kb", 0)
+        worker.last_beat = self.store.clock.now()
+        current = beat.get("current_state", "")
+        if current:
+            worker.signal(_state_from_string(current))
+        if worker.state == RUNNING:
+            return OK
+        return _BEAT_REPLY[worker.state]
+
+    def cmd_info(self, line: bytes) -> bytes:
+        return _bulk(self.srv.info_bytes())
+
+    def cmd_flush(self, line: bytes) -> bytes:
+        log.info("Flushing dataset")
+        self.store.flush()
+        return OK
+
+    def cmd_mutate(self, line: bytes) -> bytes:
+        parts = line.split(b" ")
+        if len(parts) != 2:
+            return b"-ERR invalid format\r\n"
+        try:
+            obj = gojson.loads(parts[1])
+            errs = gojson.errors()
+            op = gojson.decode_struct(obj, gojson.OPERATION, errs) or {}
+            if errs.first is not None:
+                raise gojson.JSONError(errs.first)
+        except gojson.JSONError as exc:
+            return _err(str(exc))
+        error = self.store.mutate(op)
+        return OK if error is None else _err(error)
+
+    def cmd_queue(self, line: bytes) -> bytes:
+        qs = [q.decode("utf-8", "surrogateescape") for q in line.split(b" ")[1:]]
+        if len(qs) < 2:
+            return INTERNAL  # the real server indexes qs[0] and qs[1] and panics
+        sub = qs[0].upper()
+        store = self.store
+        if sub == "LATENCY":
+            if qs[1] == "*":
+                return b"-ERR QUEUE LATENCY does not support wildcards\r\n"
+            now = store.clock.now()
+            items = sorted({name: store.latency(name, now) for name in qs[1:]}.items())
+            body = "{" + ",".join(
+                gojson.encode(name).decode("utf-8", "surrogateescape") + ":" + gojson.format_float(v)
+                for name, v in items) + "}"
+            return _bulk(body.encode("utf-8", "surrogateescape"))
+        if sub == "PAUSE":
+            action = store.pause
+        elif sub == "RESUME":
+            action = store.resume
+        elif sub == "REMOVE":
+            action = store.remove_queue
+        else:
+            return _err(f"no such QUEUE subcommand: {sub}")
+        names = list(store.queues) if qs[1] == "*" else qs[1:]
+        for name in names:
+            action(name)
+        return OK
+
+    def cmd_batch(self, line: bytes) -> bytes:
+        return b"-ERR batch subsystem is only available in Faktory Enterprise\r\n"
+
+    def cmd_track(self, line: bytes) -> bytes:
+        return b"-ERR tracking subsystem is only available in Faktory Enterprise\r\n"
+
+
+_ACK_RE = re.compile(rb'\{"jid":"([^"\\\x00-\x1f]*)"\}')
+
+_COMMANDS = {
+    b"END": _Connection.cmd_end,
+    b"PUSH": _Connection.cmd_push,
+    b"PUSHB": _Connection.cmd_pushb,
+    b"FETCH": _Connection.cmd_fetch,
+    b"ACK": _Connection.cmd_ack,
+    b"FAIL": _Connection.cmd_fail,
+    b"BEAT": _Connection.cmd_beat,
+    b"INFO": _Connection.cmd_info,
+    b"FLUSH": _Connection.cmd_flush,
+    b"MUTATE": _Connection.cmd_mutate,
+    b"BATCH": _Connection.cmd_batch,
+    b"TRACK": _Connection.cmd_track,
+    b"QUEUE": _Connection.cmd_queue,
+}
+
+
+def _pwdhash(password: str, salt: str, iterations: int) -> str:
+    digest = hashlib.sha256((password + salt).encode("utf-8")).digest()
+    sha = hashlib.sha256
+    for _ in range(iterations - 1):
+        digest = sha(digest).digest()
+    return digest.hex()
+
+
+def _used_memory_mb() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            pages = int(fh.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+    except (OSError, ValueError, IndexError, AttributeError):
+        try:
+            import resource
+            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        except Exception:  # pragma: no cover
+            return 0
+
+
+def _open_storage(storage: Any) -> Persistence:
+    if storage is None:
+        return MemoryPersistence()
+    if isinstance(storage, Persistence):
+        return storage
+    try:
+        from faktory.server.sqlite import SqlitePersistence  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise RuntimeError(
+            f"durable storage ({storage!r}) needs faktory.server.sqlite, which is not "
+            f"available in this installation ({exc})") from exc
+    return SqlitePersistence(os.fspath(storage))
+
+
+class FaktoryServer:
+    """A Faktory-protocol server on the running event loop (see ``docs/interfaces.md``).
+
+    ``storage``: ``None`` (in memory), a path (durable, SQLite), or a
+    :class:`~faktory.server.persist.Persistence`.  ``ssl``: a server-side
+    ``ssl.SSLContext`` (clients use ``tcp+tls://``).  ``clock``: a
+    :class:`~faktory.server.clock.Clock` (``ManualClock`` in tests; then no real-time
+    ticker runs unless ``tick_interval`` is given).  ``web``: ``"host:port"`` of the
+    small operator HTTP endpoint, or ``None``.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = DEFAULT_PORT, *,
+                 password: str | None = None, storage: Any = None,
+                 ssl: _ssl.SSLContext | None = None, clock: Clock | None = None,
+                 max_connections: int = 2000, max_line: int = 16 * 1024 * 1024,
+                 fetch_timeout: float = 2.0, handshake_timeout: float = 2.0,
+                 web: str | tuple[str, int] | None = None,
+                 tick_interval: float | None = None) -> None:
+        self.host = host
+        self.port = port
+        self.password = password or None
+        self.ssl = ssl
+        self.clock = clock or Clock()
+        self.max_connections = max_connections
+        self.max_line = max_line
+        self.fetch_timeout = fetch_timeout
+        self.handshake_timeout = handshake_timeout
+        self.web = web
+        if tick_interval is None:
+            tick_interval = 0.0 if clock is not None and type(clock) is not Clock else 1.0
+        self.tick_interval = tick_interval
+        self.persistence = _open_storage(storage)
+        self.store = Store(self.clock, self.persistence)
+        self.connections = 0
+        self.command_count = 0
+        self.started_at = 0.0
+        self.web_port: int | None = None
+        self._durable = bool(self.persistence.durable)
+        self._conns: set[_Connection] = set()
+        self._workers: dict[str, Worker] = {}
+        self._workers_reaped = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._web_server: asyncio.base_events.Server | None = None
+        self._ticker: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self._closing = False
+        self._dirty: list[_Connection] = []
+        self._write_scheduled = False
+        self._tick_lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def url(self) -> str:
+        """``tcp://[:password@]host:port`` (``tcp+tls://`` with TLS)."""
+        scheme = "tcp+tls" if self.ssl is not None else "tcp"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"{scheme}://{auth}{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Load the stored state and start listening (``port=0``: a free port)."""
+        self._loop = asyncio.get_running_loop()
+        self._tick_lock = asyncio.Lock()
+        self.store.load()
+        self.started_at = self.clock.now()
+        self._server = await self._loop.create_server(
+            lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
+            reuse_address=True, backlog=1024)
+        self.port = self._server.sockets[0].getsockname()[1]
+        if self.web is not None:
+            from faktory.server.web import start_web
+            self._web_server = await start_web(self, self.web)
+            self.web_port = self._web_server.sockets[0].getsockname()[1]
+        if self.tick_interval > 0:
+            self._ticker = self._loop.create_task(self._tick_forever())
+
+    async def stop(self) -> None:
+        """Stop listening, close every connection, commit and close the storage."""
+        if self._server is None:
+            return
+        self._closing = True
+        self._server.close()
+        if self._web_server is not None:
+            self._web_server.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            try:
+                await self._ticker
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._ticker = None
+        if self._write_scheduled:
+            self._commit_and_write()
+        for conn in list(self._conns):
+            conn.close()
+        await asyncio.sleep(0)
+        for conn in list(self._conns):
+            if conn.transport is not None:
+                conn.transport.abort()
+        try:
+            await asyncio.wait_for(self._server.wait_closed(), 5)
+        except asyncio.TimeoutError:  # pragma: no cover
+            log.warning("server did not close in time")
+        if self._web_server is not None:
+            try:
+                await asyncio.wait_for(self._web_server.wait_closed(), 5)
+            except asyncio.TimeoutError:  # pragma: no cover
+                pass
+        self.persistence.commit()
+        self.persistence.close()
+        self._server = None
+
+    async def __aenter__(self) -> "FaktoryServer":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        """Run until cancelled."""
+        await asyncio.Event().wait()
+
+    # ------------------------------------------------------------------ durable replies
+
+    def _schedule_write(self, conn: _Connection) -> None:
+        self._dirty.append(conn)
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            self._loop.call_soon(self._commit_and_write)
+
+    def _commit_and_write(self) -> None:
+        self._write_scheduled = False
+        self.persistence.commit()
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn._write_out()
+
+    # ------------------------------------------------------------------ periodic tasks
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_interval)
+            try:
+                await self.tick()
+            except Exception:  # pragma: no cover - keep the ticker alive
+                log.exception("periodic task failed")
+
+    async def tick(self) -> None:
+        """Run every periodic task once at ``clock.now()``: scheduled and retry jobs due
+        are enqueued, expired dead jobs purged, expired reservations failed, workers
+        without a BEAT for 60 s forgotten (their connections closed)."""
+        now = self.clock.now()
+        store = self.store
+        store.run_scanners(now)
+        store.reap_reservations(now)
+        self._reap_workers(now)
+        self.persistence.commit()
+
+    def _reap_workers(self, now: float) -> int:
+        limit = now - HEARTBEAT_TTL
+        dead = [w for w in self._workers.values() if w.last_beat < limit]
+        conns = 0
+        for worker in dead:
+            del self._workers[worker.wid]
+            for conn in list(worker.connections):
+                conn.close()
+                conns += 1
+        if dead:
+            self._workers_reaped += len(dead)
+            log.debug("Reaped %d worker heartbeats", len(dead))
+            if conns:
+                log.warning("Reaped %d lingering connections, this is a sign your workers "
+                            "are having problems", conns)
+        return len(dead)
+
+    # ------------------------------------------------------------------ workers
+
+    def _register_worker(self, hello: dict, conn: _Connection) -> Worker:
+        wid = hello["wid"]
+        entry = self._workers.get(wid)
+        own = Worker(hello, self.clock.now())
+        if entry is None:
+            entry = self._workers[wid] = own
+        entry.connections.add(conn)
+        # as on the real server, only the first connection of a wid shares the
+        # registered state (FETCH gating); later ones keep their own running state
+        return entry if entry is own else own
+
+    def _remove_worker_connection(self, conn: _Connection) -> None:
+        entry = self._workers.get(conn.wid)
+        if entry is not None:
+            entry.connections.discard(conn)
+            if not entry.connections:
+                del self._workers[conn.wid]
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Registered workers: wid, hostname, pid, labels, state, last_beat, connections..."""
+        return [w.as_dict() for w in self._workers.values()]
+
+    def quiet_worker(self, wid: str) -> None:
+        """Signal quiet: the worker's next BEAT gets ``{"state":"quiet"}``.
+        Raises ``KeyError`` for an unknown wid."""
+        self._workers[wid].signal(QUIET)
+
+    def terminate_worker(self, wid: str) -> None:
+        """Signal terminate: the worker's next BEAT gets ``{"state":"terminate"}``.
+        Raises ``KeyError`` for an unknown wid."""
+        self._workers[wid].signal(TERMINATE)
+
+    def drop_connections(self) -> int:
+        """Abort every client socket (no END, no reply); returns how many."""
+        conns = list(self._conns)
+        for conn in conns:
+            if conn.transport is not None:
+                conn.transport.abort()
+        return len(conns)
+
+    # ------------------------------------------------------------------ INFO
+
+    def info(self) -> dict[str, Any]:
+        """The INFO reply as a dict."""
+        import json
+        return json.loads(self.info_bytes())
+
+    def info_bytes(self) -> bytes:
+        """The INFO reply body, encoded exactly as the real server encodes it."""
+        now = self.clock.now()
+        store = self.store
+        queues = store.queue_sizes()
+        sets = store.set_sizes()
+        stats = store.scan_stats
+
+        def scan(name: str, size: int) -> str:
+            s = stats[name]
+            return (f'{{"cycles":{s.cycles},"enqueued":{s.enqueued},"size":{size},'
+                    f'"wall_time_sec":{gojson.format_float(s.wall_ns / 1e9)}}}')
+
+        tasks = (f'{{"Busy":{{"reaped":{store.reaped},"size":{len(store.reservations)}}},'
+                 f'"Dead":{scan("Dead", sets["dead"])},'
+                 f'"Retries":{scan("Retries", sets["retries"])},'
+                 f'"Scheduled":{scan("Scheduled", sets["scheduled"])},'
+                 f'"Workers":{{"reaped":{self._workers_reaped},"size":{len(self._workers)}}}}}')
+        body = (
+            f'{{"now":"{gojson.format_time(now)}",'
+            f'"server_utc_time":"{time.strftime("%H:%M:%S", time.gmtime(now))} UTC",'
+            f'"faktory":{{"queues":{gojson.dumps_map(queues).decode()},'
+            f'"sets":{{"dead":{sets["dead"]},"retries":{sets["retries"]},'
+            f'"scheduled":{sets["scheduled"]},"working":{sets["working"]}}},'
+            f'"tasks":{tasks},'
+            f'"total_failures":{store.failures},"total_processed":{store.processed},'
+            f'"total_enqueued":{sum(queues.values())},"total_queues":{len(queues)}}},'
+            f'"server":{{"description":"Faktory","faktory_version":"{VERSION}",'
+            f'"uptime":{max(0, int(now - self.started_at))},"connections":{self.connections},'
+            f'"command_count":{self.command_count},"used_memory_mb":{_used_memory_mb()}}}}}'
+        )
+        return body.encode()
