@@ -11,15 +11,14 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
 from cpython.bytes cimport (PyBytes_AS_STRING, PyBytes_CheckExact, PyBytes_FromStringAndSize,
                             PyBytes_GET_SIZE)
-from cpython.list cimport PyList_GET_ITEM
-from cpython.unicode cimport PyUnicode_DecodeUTF8
 from cpython.dict cimport PyDict_CheckExact, PyDict_Next
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
+from cpython.list cimport PyList_GET_ITEM
 from cpython.long cimport PyLong_CheckExact
 from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM
-from cpython.unicode cimport PyUnicode_DecodeASCII
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.math cimport isfinite
 from libc.string cimport memchr, memcpy, memmove, strlen
 
@@ -105,29 +104,32 @@ cdef class Reader:
             PyBuffer_Release(&view)
 
     cdef int _append(self, const char* data, Py_ssize_t n) except -1:
-        cdef Py_ssize_t cap, needed, live
+        cdef Py_ssize_t cap, live, new_cap
         cdef char* base
         if n <= 0:
             return 0
         cap = PyByteArray_GET_SIZE(self._buf)
-        if self._pos == self._end:
-            # Everything consumed: start over at the front (and give back a big buffer).
+        live = self._end - self._pos
+        if live == 0:
+            # Everything consumed: start over at the front.
             self._pos = self._end = 0
-            if cap > _SHRINK_ABOVE and n <= _INITIAL_CAPACITY:
-                PyByteArray_Resize(self._buf, _INITIAL_CAPACITY)
-                cap = _INITIAL_CAPACITY
-        needed = self._end + n
-        if needed > cap:
-            live = self._end - self._pos
+        if self._end + n > cap or (cap > _SHRINK_ABOVE and live + n <= cap // 4):
+            # Out of room, or a big buffer (left by a big reply) mostly idle: slide the
+            # unconsumed tail to the front, then size the buffer for what it holds now.
             if self._pos > 0:
                 base = PyByteArray_AS_STRING(self._buf)
-                memmove(base, base + self._pos, live)
+                memmove(base, base + self._pos, <size_t>live)
                 self._pos = 0
                 self._end = live
-                needed = live + n
-            if needed > cap:
+            if live + n > cap:
                 # Geometric growth keeps a reply that arrives in many chunks linear.
-                PyByteArray_Resize(self._buf, max(needed, cap * 2, _INITIAL_CAPACITY))
+                new_cap = max(live + n, cap * 2, _INITIAL_CAPACITY)
+            elif cap > _SHRINK_ABOVE and live + n <= cap // 4:
+                new_cap = max(2 * (live + n), _INITIAL_CAPACITY)
+            else:
+                new_cap = cap
+            if new_cap != cap:
+                PyByteArray_Resize(self._buf, new_cap)
         memcpy(PyByteArray_AS_STRING(self._buf) + self._end, data, n)
         self._end += n
         return 0

@@ -481,6 +481,23 @@ def test_large_reply_buffer_is_given_back(codec):
     assert held < 1024 * 1024, held
 
 
+def test_large_reply_buffer_is_given_back_while_replies_straddle_chunks(codec):
+    big = b"x" * (4 * 1024 * 1024)
+    reader = codec.Reader()
+    tracemalloc.start()
+    try:
+        reader.feed(b"$%d\r\n%s\r\n+O" % (len(big), big))
+        assert len(reader.gets()) == len(big)
+        for _ in range(3):
+            reader.feed(b"K\r\n+O")  # never a chunk boundary at a reply boundary
+            assert reader.gets() == "OK"
+        held = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert held < 1024 * 1024, held
+    assert reader.buffered() == 2
+
+
 # ---------------------------------------------------------------- framing
 
 def test_pack_command(codec):
