@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote
 
@@ -454,3 +455,17 @@ async def test_push_bulk_small_inputs(faktory_url):
         assert (await queue_sizes(client))["small"] == 26
         with pytest.raises(ValueError, match="chunk_size"):
             await client.push_bulk([], chunk_size=0)
+
+
+@needs_embedded
+@pytest.mark.internals
+async def test_worker_hello_registers_wid_hostname_pid_labels(faktory_server):
+    async with Client(faktory_server.url, wid="hello-worker", labels=["blue", "green"],
+                      hostname="box-1") as client, Client(faktory_server.url) as producer:
+        assert await client.beat() == "OK"
+        assert await producer.info()  # a producer (no wid) is not registered as a worker
+        workers = faktory_server.call(faktory_server.server.workers)
+        assert [w["wid"] for w in workers] == ["hello-worker"]
+        worker = workers[0]
+        assert worker["hostname"] == "box-1" and worker["pid"] == os.getpid()
+        assert worker["labels"] == ["blue", "green"]
