@@ -87,18 +87,22 @@ class JobContext:
         """Wait (without blocking the loop) until the job is cancelled; False on timeout."""
         if self._cancelled:
             return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
         if self._waiters is None:
             self._waiters = []
         self._waiters.append(waiter)
+        # A timer rather than asyncio.wait_for, which before Python 3.12 can swallow a
+        # cancellation of the caller that races the waiter's completion.
+        timer = loop.call_later(timeout, _time_out, waiter) if timeout is not None else None
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+            await waiter
         finally:
+            if timer is not None:
+                timer.cancel()
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+        return self._cancelled
 
     def cancel(self) -> None:
         """Mark the job cancelled, set ``cancel_event`` and wake ``wait_cancelled()``.
@@ -115,6 +119,11 @@ class JobContext:
 
     def __repr__(self) -> str:
         return f"<JobContext jid={self.jid!r} jobtype={self.jobtype!r} queue={self.queue!r}>"
+
+
+def _time_out(waiter: "asyncio.Future[None]") -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def check_middleware(mw: Any) -> Middleware:

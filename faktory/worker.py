@@ -225,6 +225,11 @@ def register_into(registry: dict[str, Callable[..., Any]], name: Any, fn: Any) -
     return fn
 
 
+def _resolve(future: "asyncio.Future[Any]") -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
     return min(cap, base * (2 ** min(attempt, 16))) * (0.5 + random.random() / 2)
 
@@ -371,7 +376,7 @@ class Worker:
         self._stop_requested: asyncio.Event | None = None
         self._kill_requested: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
-        self._beat_now: asyncio.Event | None = None
+        self._beat_waiter: asyncio.Future[None] | None = None
         self._pending_call: str | None = None  # stop()/quiet() called before work()
         self._log_jobs = False
         self._signals: list[tuple[int, Any]] = []
@@ -458,8 +463,7 @@ class Worker:
         log.info("worker %s quiet: no more fetches", self.wid)
         self._set_state(QUIET)
         self._wake_fetchers()
-        if self._beat_now is not None:
-            self._beat_now.set()
+        self._beat_soon()
 
     def stop(self) -> "Stopping":
         """Stop gracefully (see the module docstring); ``work()`` returns when done.
@@ -489,6 +493,7 @@ class Worker:
         elif self._kill_requested is not None and self._state != STOPPED:
             self._kill_requested.set()
             self._stop_requested.set()  # type: ignore[union-attr]
+            self._changed.set()  # type: ignore[union-attr]  # wakes a graceful wait
         return Stopping(self)
 
     # -- main --------------------------------------------------------------------------
@@ -510,7 +515,6 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self._kill_requested = asyncio.Event()
         self._changed = asyncio.Event()
-        self._beat_now = asyncio.Event()
         self._chain = compose(self.middleware, self._run_job) if self.middleware else self._run_job
         self._log_jobs = log.isEnabledFor(logging.DEBUG)
         common = dict(url=self.url, password=self.password, tls=self.tls, wid=self.wid,
@@ -584,33 +588,31 @@ class Worker:
 
     # -- shutdown ----------------------------------------------------------------------
 
-    async def _wait_until(self, done: Callable[[], bool], deadline: float) -> bool:
+    async def _wait_until(self, done: Callable[[], bool], deadline: float,
+                          stop_on_kill: bool = True) -> bool:
         """Wait until ``done()`` (re-checked whenever something changes) or the deadline
-        or a kill; True when ``done()``."""
+        (or a kill, with ``stop_on_kill``); True when ``done()``."""
         changed = self._changed
         assert changed is not None and self._kill_requested is not None
         while not done():
-            if self._kill_requested.is_set():
+            if stop_on_kill and self._kill_requested.is_set():
                 return False
             remaining = deadline - _monotonic()
             if remaining <= 0:
                 return False
             changed.clear()
-            kill_wait = asyncio.ensure_future(self._kill_requested.wait())
-            change_wait = asyncio.ensure_future(changed.wait())
+            waiter = asyncio.ensure_future(changed.wait())
             try:
-                await asyncio.wait((kill_wait, change_wait), timeout=remaining,
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait((waiter,), timeout=remaining)
             finally:
-                kill_wait.cancel()
-                change_wait.cancel()
+                waiter.cancel()
         return True
 
     async def _shutdown(self) -> None:
-        assert self._kill_requested is not None and self._beat_now is not None
+        assert self._kill_requested is not None
         self._set_state(STOPPING)
         self._wake_fetchers()
-        self._beat_now.set()
+        self._beat_soon()
         killed = self._kill_requested.is_set()
         deadline = _monotonic() + self.timeout
         if not killed:
@@ -633,7 +635,8 @@ class Worker:
             self._abandon_running("worker stopped at once" if killed else
                                   f"worker shutdown: job still running after {self.timeout:g} s")
         grace = min(self.report_grace, 1.0) if killed else self.report_grace
-        if not await self._wait_until(lambda: self._reports == 0, _monotonic() + grace):
+        if not await self._wait_until(lambda: self._reports == 0, _monotonic() + grace,
+                                      stop_on_kill=False):
             log.warning("worker %s: %d ACK/FAIL not delivered at shutdown", self.wid, self._reports)
 
     def _abandon_running(self, reason: str) -> None:
@@ -645,6 +648,7 @@ class Worker:
             self.abandoned += 1
             self.failed += 1
             log.warning("job %s (%s) cancelled and FAILed: %s", ctx.jid, ctx.jobtype, reason)
+            self._reports += 1
             self._spawn(self._report(ctx, JobCancelledError(reason)), "abandon")
 
     # -- signals -----------------------------------------------------------------------
@@ -795,7 +799,7 @@ class Worker:
         else:
             result = await self._loop.run_in_executor(  # type: ignore[union-attr]
                 self._get_executor(), _call_sync, fn, ctx)
-        if inspect.isawaitable(result):
+        if result is not None and inspect.isawaitable(result):
             result = await result
         return result
 
@@ -825,11 +829,14 @@ class Worker:
             elif not self._log_jobs:
                 log.info("job %s (%s) failed: %s: %s", ctx.jid, ctx.jobtype,
                          type(error).__name__, error)
+        self._reports += 1
         await self._report(ctx, error)
 
     async def _report(self, ctx: JobContext, error: BaseException | None) -> None:
-        """ACK (error None) or FAIL the job; retried on transport errors only."""
-        self._reports += 1
+        """ACK (error None) or FAIL the job; retried on transport errors only.
+
+        The caller has counted it in ``_reports`` already (before a task for it starts,
+        so that a shutdown never misses it)."""
         attempt = 0
         try:
             while True:
@@ -876,16 +883,31 @@ class Worker:
             payload["current_state"] = "terminate"
         return payload
 
+    async def _beat_pause(self) -> None:
+        # Sleep ``beat_interval`` or until _beat_soon().  (Not asyncio.wait_for on an
+        # Event: before 3.12 it can swallow a cancellation that races the event.)
+        loop = self._loop
+        assert loop is not None
+        waiter = self._beat_waiter = loop.create_future()
+        timer = loop.call_later(self.beat_interval, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._beat_waiter = None
+
+    def _beat_soon(self) -> None:
+        """Send the next heartbeat now (the state changed)."""
+        if self._beat_waiter is not None:
+            _resolve(self._beat_waiter)
+
     async def _heartbeat(self) -> None:
         attempt = 0
-        beat_now = self._beat_now
-        assert beat_now is not None
-        while True:
+        while self._state != STOPPED:
             conn = None
             try:
                 async with self._client.acquire() as conn:
-                    while True:
-                        beat_now.clear()
+                    while self._state != STOPPED:
                         reply = await conn.execute(self._codec.pack_json("BEAT", self._beat_payload()))
                         attempt = 0
                         state = _beat_state(reply)
@@ -895,10 +917,7 @@ class Worker:
                         elif state == "terminate" and self._state in (RUNNING, QUIET):
                             log.info("worker %s: the server says terminate", self.wid)
                             self.stop()
-                        try:
-                            await asyncio.wait_for(beat_now.wait(), self.beat_interval)
-                        except asyncio.TimeoutError:
-                            pass
+                        await self._beat_pause()
             except asyncio.CancelledError:
                 raise
             except UnknownWorkerError:
