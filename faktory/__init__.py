@@ -15,10 +15,22 @@ from faktory.errors import (
 )
 from faktory.job import Job
 from faktory.mutation import Mutation
+from faktory.app import Faktory, connect, create, register, stop, use, work
+from faktory.middleware import JobContext
+from faktory.worker import Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Faktory",
+    "JobContext",
+    "Worker",
+    "connect",
+    "create",
+    "register",
+    "stop",
+    "use",
+    "work",
     "Client",
     "Connection",
     "Job",
