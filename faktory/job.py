@@ -14,7 +14,7 @@ carries one.  Order work with the queue list given to ``fetch`` instead.
 """
 from __future__ import annotations
 
-import os
+import random
 import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Iterable
@@ -30,6 +30,7 @@ _QUEUE_RE = re.compile(r"[a-zA-Z0-9._-]+")
 _RFC3339_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
 )
+_randbytes = random.randbytes
 _MIN_JID = 8
 _RESERVE_MIN = 60
 _RESERVE_MAX = 86400
@@ -38,16 +39,14 @@ _RESERVE_MAX = 86400
 _valid_queues: set[str] = {"default"}
 _VALID_QUEUES_MAX = 4096
 
-# Keys ``from_payload`` validates; others the server adds (created_at, enqueued_at,
-# failure) are kept as they are.
-_KNOWN = frozenset(
-    ("jid", "jobtype", "args", "queue", "retry", "at", "reserve_for", "custom", "backtrace")
-)
-
 
 def generate_jid() -> str:
-    """A fresh random job id: 24 hex characters (96 random bits)."""
-    return os.urandom(12).hex()
+    """A fresh random job id: 24 hex characters (96 random bits).
+
+    From ``random`` (seeded from the OS, and reseeded in a forked child by the standard
+    library), not ``os.urandom``: jids must be unique, not secret, and this is about three
+    times cheaper than a system call per job."""
+    return _randbytes(12).hex()
 
 
 def validate_queue(queue: object, field: str = "queue") -> str:
@@ -55,8 +54,8 @@ def validate_queue(queue: object, field: str = "queue") -> str:
 
     Raises ``TypeError`` (not a str) or ``ValueError`` (bad characters), naming ``field``.
     """
-    if queue in _valid_queues:
-        return queue  # type: ignore[return-value]
+    if type(queue) is str and queue in _valid_queues:
+        return queue
     if not isinstance(queue, str):
         raise TypeError(f"{field} must be a str, not {type(queue).__name__}: {queue!r}")
     if _QUEUE_RE.fullmatch(queue) is None:
@@ -79,8 +78,6 @@ def _check_jid(jid: object) -> str:
         raise TypeError(f"jid must be a str, not {type(jid).__name__}: {jid!r}")
     if len(jid) < _MIN_JID:
         raise ValueError(f"jid must be at least {_MIN_JID} characters, got {jid!r}")
-    if any(c in jid for c in "\r\n"):
-        raise ValueError(f"jid must not contain line breaks, got {jid!r}")
     return jid
 
 
@@ -180,6 +177,10 @@ def check_json(payload: dict[str, Any], dumps: Any) -> None:
             raise type(exc)(f"{field} is not JSON-serialisable ({exc}): {value!r}") from None
 
 
+_OPTIONAL_CHECKS = (("at", format_at), ("reserve_for", _check_reserve_for),
+                    ("custom", _check_custom), ("backtrace", _check_backtrace))
+
+
 class Job:
     """One Faktory job: a builder with validated fields, and the payload sent by PUSH.
 
@@ -258,28 +259,46 @@ class Job:
         job._d = d
         if not validate:
             return job
-        if "priority" in d:
-            raise ValueError(
-                f"priority is not supported (Faktory dropped per-job priority; use queue order): "
-                f"priority={d['priority']!r}"
-            )
-        d["jid"] = generate_jid() if d.get("jid") is None else _check_jid(d["jid"])
-        if "jobtype" not in d:
-            raise ValueError(f"jobtype is required, missing from {payload!r}")
-        _check_jobtype(d["jobtype"])
-        if "args" not in d or d["args"] is None:
-            raise ValueError(f"args is required (use [] for none), missing from {payload!r}")
-        d["args"] = _check_args(d["args"])
-        d["queue"] = "default" if d.get("queue") in (None, "") else validate_queue(d["queue"])
-        d["retry"] = 25 if d.get("retry") is None else _check_retry(d["retry"])
-        for key, check in (("at", format_at), ("reserve_for", _check_reserve_for),
-                           ("custom", _check_custom), ("backtrace", _check_backtrace)):
-            if key in d:
-                value = check(d[key])
-                if value is None:
-                    del d[key]
-                else:
-                    d[key] = value
+        # Inline fast paths for well-formed payloads (push_bulk of dicts calls this per
+        # job); the _check_* helpers only run to build the error or normalise a value.
+        get = d.get
+        jid = get("jid")
+        if jid is None:
+            d["jid"] = generate_jid()
+        elif type(jid) is not str or len(jid) < _MIN_JID:
+            _check_jid(jid)
+        jobtype = get("jobtype")
+        if type(jobtype) is not str or not jobtype:
+            if jobtype is None:
+                raise ValueError(f"jobtype is required, missing from {payload!r}")
+            _check_jobtype(jobtype)
+        args = get("args")
+        if type(args) is not list:
+            if args is None:
+                raise ValueError(f"args is required (use [] for none), missing from {payload!r}")
+            d["args"] = _check_args(args)
+        queue = get("queue")
+        if queue is None or queue == "":
+            d["queue"] = "default"
+        elif type(queue) is not str or queue not in _valid_queues:
+            validate_queue(queue)
+        retry = get("retry")
+        if retry is None:
+            d["retry"] = 25
+        elif type(retry) is not int or retry < -1:
+            d["retry"] = _check_retry(retry)
+        if len(d) > 5:  # anything beyond the five fields every job has
+            if "priority" in d:
+                raise ValueError(
+                    f"priority is not supported (Faktory dropped per-job priority; use queue order): "
+                    f"priority={d['priority']!r}")
+            for key, check in _OPTIONAL_CHECKS:
+                if key in d:
+                    value = check(d[key])
+                    if value is None:
+                        del d[key]
+                    else:
+                        d[key] = value
         return job
 
     def to_dict(self) -> dict[str, Any]:

@@ -207,3 +207,26 @@ def test_construction_warns_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Job("X", 1, queue="q", at=datetime.now(timezone.utc))
+
+
+@pytest.mark.parametrize("payload,exc,field", [
+    ({"jobtype": "X", "args": [], "queue": ["q"]}, TypeError, "queue"),
+    ({"jobtype": "X", "args": [], "queue": 5}, TypeError, "queue"),
+    ({"jobtype": 5, "args": []}, TypeError, "jobtype"),
+    ({"jobtype": "", "args": []}, ValueError, "jobtype"),
+    ({"jobtype": "X", "args": [], "retry": "3"}, TypeError, "retry"),
+    ({"jobtype": "X", "args": [], "jid": 12345678}, TypeError, "jid"),
+    ({"jobtype": "X", "args": [], "custom": "c"}, TypeError, "custom"),
+])
+def test_from_payload_type_errors_name_the_field(payload, exc, field):
+    with pytest.raises(exc, match=field):
+        Job.from_payload(payload)
+
+
+def test_from_payload_normalises():
+    job = Job.from_payload({"jobtype": "X", "args": (1, 2), "queue": "", "retry": None, "at": None})
+    assert job.to_dict() == {"jobtype": "X", "args": [1, 2], "queue": "default", "retry": 25,
+                             "jid": job.jid}
+    payload = {"jobtype": "X", "args": []}
+    Job.from_payload(payload)
+    assert payload == {"jobtype": "X", "args": []}  # the caller's dict is not changed
