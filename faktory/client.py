@@ -100,6 +100,25 @@ def format_backtrace(exc: BaseException, limit: int = MAX_BACKTRACE) -> list[str
     return [f'File "{filename}", line {lineno}, in {name}' for filename, lineno, name in frames[:limit]]
 
 
+def _collect(done: Iterable[asyncio.Task[Any]], rejected: dict[str, tuple[str, dict[str, Any]]]) -> None:
+    # Merge the rejections of finished PUSHB chunks; look at every task's outcome (so no
+    # exception goes unretrieved), then raise the first error, if any.
+    error: BaseException | None = None
+    for task in done:
+        if task.cancelled():
+            error = error or asyncio.CancelledError()
+            continue
+        exc = task.exception()
+        if exc is not None:
+            error = error or exc
+        else:
+            result = task.result()
+            if result:
+                rejected.update(result)
+    if error is not None:
+        raise error
+
+
 class _Lease:
     """``async with client.acquire() as conn``: exclusive use of one pooled connection."""
 
@@ -448,19 +467,13 @@ class Client:
                         while len(in_flight) >= concurrency:
                             done, in_flight = await asyncio.wait(
                                 in_flight, return_when=asyncio.FIRST_COMPLETED)
-                            for task in done:
-                                result = task.result()
-                                if result:
-                                    rejected.update(result)
+                            _collect(done, rejected)
                         in_flight.add(loop.create_task(self._push_chunk(data, chunk)))
                 if exhausted:
                     break
             while in_flight:
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    result = task.result()
-                    if result:
-                        rejected.update(result)
+                _collect(done, rejected)
         except BaseException:
             for task in in_flight:
                 task.cancel()

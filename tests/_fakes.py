@@ -27,7 +27,7 @@ class FakePeer:
         self.closed = asyncio.Event()  # set when a connection's client side reached EOF
 
     async def __aenter__(self) -> "FakePeer":
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, limit=1 << 24)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -417,9 +417,14 @@ async def test_faktory_provider_selects_the_url(faktory_url, monkeypatch):
 # -- push_bulk -------------------------------------------------------------------------------
 
 async def test_push_bulk_10000_with_a_few_bad_ones(faktory_url):
-    bad_server = {3: {"jid": "bulk-bad-no-jobtype", "args": [], "queue": "bulk"},
-                  5005: {"jid": "bulk-bad-no-args", "jobtype": "B", "queue": "bulk"}}
+    # Rejected by the server: unvalidated Job objects are sent as they are.
+    bad_server = {3: Job.from_payload({"jid": "bulk-bad-no-jobtype", "args": [], "queue": "bulk"},
+                                      validate=False),
+                  5005: Job.from_payload({"jid": "bulk-bad-no-args", "jobtype": "B", "queue": "bulk"},
+                                         validate=False)}
+    # Rejected by the client, before sending: a dict failing validation, unencodable args.
     bad_client = {7007: {"jid": "bulk-bad-queue-1", "jobtype": "B", "args": [], "queue": "no good"},
+                  8008: {"jid": "bulk-bad-no-args-2", "jobtype": "B"},
                   9999: Job("B", {1, 2}, jid="bulk-bad-unencodable", queue="bulk")}
 
     def jobs():
@@ -436,13 +441,15 @@ async def test_push_bulk_10000_with_a_few_bad_ones(faktory_url):
     async with Client(faktory_url, pool_size=4) as client:
         rejected = await client.push_bulk(jobs())
         assert set(rejected) == {"bulk-bad-no-jobtype", "bulk-bad-no-args", "bulk-bad-queue-1",
-                                 "bulk-bad-unencodable"}
-        assert "jobtype" in rejected["bulk-bad-no-jobtype"][0]
-        assert rejected["bulk-bad-no-jobtype"][1] == bad_server[3]
-        assert "args" in rejected["bulk-bad-no-args"][0]
+                                 "bulk-bad-no-args-2", "bulk-bad-unencodable"}
+        assert rejected["bulk-bad-no-jobtype"] == ("jobs must have a jobtype parameter",
+                                                   bad_server[3].to_dict())
+        assert rejected["bulk-bad-no-args"][0] == "jobs must have an args parameter"
         assert "queue" in rejected["bulk-bad-queue-1"][0]
+        assert rejected["bulk-bad-queue-1"][1] == bad_client[7007]
+        assert "args" in rejected["bulk-bad-no-args-2"][0]
         assert "args" in rejected["bulk-bad-unencodable"][0]
-        assert (await queue_sizes(client))["bulk"] == 10_000 - 4
+        assert (await queue_sizes(client))["bulk"] == 10_000 - 5
         assert client._size > 1  # several chunks went out at once over pooled connections
 
 

@@ -181,3 +181,14 @@ async def test_handshake_drops_are_retried_with_backoff():
         async with Client(peer.url, reconnect_timeout=10) as client:
             assert await client.send("FLUSH") == "OK"
         assert peer.connections == 3
+
+
+async def test_push_bulk_raises_when_a_chunk_fails_for_good_and_leaves_no_task_behind():
+    async with FakePeer(closes_mid_reply()) as peer:
+        client = Client(peer.url, pool_size=4, reconnect_timeout=0)
+        jobs = (Job("Bulk", i, queue="b") for i in range(5000))
+        with pytest.raises(FaktoryConnectionError):
+            await client.push_bulk(jobs, chunk_size=1000, concurrency=2)
+        assert all(lines[1].startswith(b"PUSHB [") for lines in peer.received if len(lines) > 1)
+        assert client._size == 0
+        await client.close()
