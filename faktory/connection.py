@@ -305,11 +305,10 @@ class Connection(asyncio.Protocol):
         if earliest == float("inf"):
             return
         now = self._loop.time()
-        if earliest <= now:
-            timeout = self.command_timeout
+        if earliest <= now + 0.001:  # loops may fire a timer up to their clock resolution early
             self._abort(CommandTimeout(
-                f"no reply from Faktory at {self.host}:{self.port} in time"
-                + (f" ({timeout}s)" if timeout is not None else "") + "; connection closed"))
+                f"no reply from Faktory at {self.host}:{self.port} within a command's timeout "
+                f"(the connection's default is {self.command_timeout}s); connection closed"))
         else:
             self._arm(earliest)
 

@@ -69,8 +69,9 @@ class Mutation:
         return self._copy(jids=self._jids + tuple(_no_space(jid, "jid") for jid in jids))
 
     def matching(self, glob: str) -> Mutation:
-        """Only jobs whose stored JSON matches this Redis glob (``*`` any run, ``?`` one
-        character, ``[abc]`` a set), e.g. ``'*"args":[42]*'``.  No spaces allowed."""
+        """Only jobs whose stored JSON matches this Redis glob: ``*`` any run, ``?`` one
+        character, ``[abc]`` one of a set (so escape a literal bracket: ``\\[``).  E.g.
+        ``'*"user-42"*'`` for jobs whose JSON contains that string.  No spaces allowed."""
         return self._copy(glob=_no_space(glob, "glob"))
 
     @property
