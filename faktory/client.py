@@ -60,6 +60,12 @@ BACKOFF_MAX = 2.0
 _MAX_NOT_SENT = 5
 _FETCH_CACHE_MAX = 256
 _STATES = ("quiet", "terminate")
+_decode = json.JSONDecoder().decode
+
+
+def _loads(reply: bytes | str) -> Any:
+    # json.loads(bytes) sniffs the encoding first; the server always sends UTF-8.
+    return _decode(reply.decode("utf-8") if type(reply) is bytes else reply)
 
 
 def parse_url(url: str) -> tuple[str, int, str | None, bool]:
@@ -530,7 +536,7 @@ class Client:
         reply = await self._call(data)
         if reply == b"{}" or not reply:
             return None
-        errors = json.loads(reply)
+        errors = _loads(reply)
         if not errors:
             return None
         by_jid = {payload.get("jid", ""): payload for payload in chunk}
@@ -554,7 +560,7 @@ class Client:
         reply = await self._call(data, None if timeout is None else timeout + FETCH_BLOCK)
         if reply is None:
             return None
-        return json.loads(reply)
+        return _loads(reply)
 
     async def ack(self, jid: str) -> None:
         """Acknowledge a fetched job (the server answers OK even for unknown jids)."""
@@ -610,7 +616,7 @@ class Client:
         if reply == "OK":
             return "OK"
         try:
-            state = json.loads(reply)["state"]
+            state = _loads(reply)["state"]
         except (TypeError, ValueError, KeyError):
             raise ConnectionProtocolError(f"unexpected reply to BEAT: {reply!r}") from None
         return str(state) if state else "OK"
@@ -618,7 +624,7 @@ class Client:
     # -- administration ----------------------------------------------------------------
     async def info(self) -> dict[str, Any]:
         """The server's INFO document (queues, sets, counters, server details)."""
-        return json.loads(await self._call(b"INFO\r\n"))
+        return _loads(await self._call(b"INFO\r\n"))
 
     async def flush(self) -> None:
         """Delete every queue, set and counter on the server."""
@@ -651,7 +657,7 @@ class Client:
         """Seconds since the oldest job of each queue was enqueued (0 for empty or unknown
         queues).  No wildcard."""
         reply = await self._call(self.codec.pack_command("QUEUE", "LATENCY", *self._queue_args(queues, False)))
-        return {name: float(value) for name, value in json.loads(reply).items()}
+        return {name: float(value) for name, value in _loads(reply).items()}
 
     @property
     def retries(self) -> Mutation:

@@ -44,6 +44,7 @@ log = logging.getLogger("faktory.connection")
 
 PROTOCOL_VERSION = 2
 _END = b"END\r\n"
+_INF = float("inf")
 
 
 class ConnectionProtocolError(ProtocolError, FaktoryConnectionError):
@@ -134,7 +135,7 @@ class Connection(asyncio.Protocol):
                          server_hostname: str | None, hello: dict[str, Any] | None) -> None:
         hi = self._loop.create_future()
         self._waiters.append(hi)  # the server speaks first: HI is the first reply
-        self._deadlines.append(float("inf"))
+        self._deadlines.append(_INF)
         try:
             await self._loop.create_connection(
                 lambda: self, self.host, self.port, ssl=ssl,
@@ -269,7 +270,7 @@ class Connection(asyncio.Protocol):
         if timeout is None:
             timeout = self.command_timeout
         if timeout is None:
-            self._deadlines.append(float("inf"))
+            self._deadlines.append(_INF)
         else:
             deadline = self._loop.time() + timeout
             self._deadlines.append(deadline)
@@ -302,7 +303,7 @@ class Connection(asyncio.Protocol):
         if not self._deadlines:
             return
         earliest = min(self._deadlines)
-        if earliest == float("inf"):
+        if earliest == _INF:
             return
         now = self._loop.time()
         if earliest <= now + 0.001:  # loops may fire a timer up to their clock resolution early
