@@ -190,6 +190,16 @@ async def test_fetch_returns_none_when_nothing_arrives():
             assert await client.fetch("empty") is None
 
 
+@needs_embedded
+@pytest.mark.internals
+async def test_fetch_allows_for_the_servers_blocking_wait():
+    # The server holds an empty FETCH longer than the command timeout: FETCH gets 2 s more.
+    with ServerThread(port=0, fetch_timeout=0.6) as server:
+        async with Client(server.url, command_timeout=0.2) as client:
+            assert await client.fetch("empty") is None
+            assert client._size == 1  # no timeout, the connection is kept
+
+
 async def test_ack_unknown_jid_is_ok(faktory_url):
     async with Client(faktory_url) as client:
         assert await client.ack("no-such-jid-123") is None
@@ -476,3 +486,21 @@ async def test_worker_hello_registers_wid_hostname_pid_labels(faktory_server):
         worker = workers[0]
         assert worker["hostname"] == "box-1" and worker["pid"] == os.getpid()
         assert worker["labels"] == ["blue", "green"]
+
+
+async def test_beat_parses_a_simple_string_state_too():
+    # The real server sends the state as a bulk string; the spec shows "+{...}": accept both.
+    from _fakes import FakePeer, handshake
+
+    async def script(reader, writer):
+        await handshake(reader, writer)
+        await reader.readline()
+        writer.write(b'+{"state":"quiet"}\r\n')
+        await reader.readline()
+        writer.write(b'$21\r\n{"state":"terminate"}\r\n')
+        await reader.readline()
+
+    async with FakePeer(script) as peer:
+        async with Client(peer.url, wid="fake-worker") as client:
+            assert await client.beat() == "quiet"
+            assert await client.beat() == "terminate"
