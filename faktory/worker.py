@@ -377,6 +377,7 @@ class Worker:
         self._kill_requested: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
         self._beat_waiter: asyncio.Future[None] | None = None
+        self._beat_again = False
         self._pending_call: str | None = None  # stop()/quiet() called before work()
         self._log_jobs = False
         self._signals: list[tuple[int, Any]] = []
@@ -888,6 +889,9 @@ class Worker:
         # Event: before 3.12 it can swallow a cancellation that races the event.)
         loop = self._loop
         assert loop is not None
+        if self._beat_again:
+            self._beat_again = False
+            return
         waiter = self._beat_waiter = loop.create_future()
         timer = loop.call_later(self.beat_interval, _resolve, waiter)
         try:
@@ -900,6 +904,8 @@ class Worker:
         """Send the next heartbeat now (the state changed)."""
         if self._beat_waiter is not None:
             _resolve(self._beat_waiter)
+        else:  # a BEAT is on its way: send another one right after it
+            self._beat_again = True
 
     async def _heartbeat(self) -> None:
         attempt = 0
@@ -908,9 +914,12 @@ class Worker:
             try:
                 async with self._client.acquire() as conn:
                     while self._state != STOPPED:
-                        reply = await conn.execute(self._codec.pack_json("BEAT", self._beat_payload()))
+                        payload = self._beat_payload()
+                        reply = await conn.execute(self._codec.pack_json("BEAT", payload))
                         attempt = 0
                         state = _beat_state(reply)
+                        log.debug("worker %s beat (%s, %d KiB): %s", self.wid,
+                                  payload.get("current_state", "running"), payload["rss_kb"], state)
                         if state == "quiet" and self._state == RUNNING:
                             log.info("worker %s: the server says quiet", self.wid)
                             self.quiet()
