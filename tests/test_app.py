@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 
@@ -98,7 +99,19 @@ async def test_connect_is_awaitable_and_an_async_context_manager(faktory_url):
         await client.close()
 
 
-async def test_work_and_stop_through_an_instance(faktory_url):
+@pytest.fixture
+def quick_server():
+    """An embedded server whose empty FETCH blocks 0.25 s (a graceful stop waits for it)."""
+    if os.environ.get("FAKTORY_TEST_URL"):
+        pytest.skip("needs the embedded server (fetch_timeout)")
+    from faktory.server import ServerThread
+
+    with ServerThread(fetch_timeout=0.25) as st:
+        yield st
+
+
+async def test_work_and_stop_through_an_instance(quick_server):
+    faktory_url = quick_server.url
     fk = app.create()
     done = asyncio.Event()
 
