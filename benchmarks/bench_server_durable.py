@@ -19,13 +19,14 @@ each load, measured in the same run; the absolute figures are printed after the 
 machine: 29,000 pushes/s, 30,000 jobs/s in PUSHB batches of 1,000, 7,000 fetch+ack/s with
 20 workers), for information only.
 
-Run: ``python -m pytest benchmarks/bench_server_durable.py --benchmark-only`` (~20 s), or
+Run: ``python -m pytest benchmarks/bench_server_durable.py --benchmark-only`` (~30 s), or
 ``python benchmarks/bench_server_durable.py`` for the figures without pytest.
 ``FAKTORY_BENCH_SCALE`` (default 1.0) scales the job counts.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -48,11 +49,11 @@ from faktory.job import Job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCALE = float(os.environ.get("FAKTORY_BENCH_SCALE", "1.0"))
-PUSH_JOBS = int(10_000 * SCALE)
-BULK_JOBS = int(20_000 * SCALE)
-FETCH_JOBS = int(6_000 * SCALE)
+PUSH_JOBS = int(20_000 * SCALE)
+BULK_JOBS = int(40_000 * SCALE)
+FETCH_JOBS = int(10_000 * SCALE)
 CONCURRENCY = 20
-ROUNDS = 3
+ROUNDS = 5
 QUEUE = "bench"
 MODES = ["memory", "durable"]
 LOADS = {"push": PUSH_JOBS, "pushb": BULK_JOBS, "fetch_ack": FETCH_JOBS}
@@ -211,10 +212,16 @@ def loads(tmp_path_factory) -> Any:
 @pytest.fixture(scope="module", autouse=True)
 def _report(request) -> Any:
     yield
-    if _RESULTS:
-        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-        write: Callable[[str], None] = (reporter.write_line if reporter is not None
-                                        else lambda s: sys.stderr.write(s + "\n"))
+    if not _RESULTS:
+        return
+    plugins = request.config.pluginmanager
+    reporter = plugins.get_plugin("terminalreporter")
+    capture = plugins.get_plugin("capturemanager")
+    write: Callable[[str], None] = (reporter.write_line if reporter is not None
+                                    else lambda s: sys.stderr.write(s + "\n"))
+    # module teardown output is captured; the table is for the terminal
+    with (capture.global_and_fixture_disabled() if capture is not None
+          else contextlib.nullcontext()):
         write("")
         for line in report_lines(_RESULTS):
             write(line)
