@@ -223,7 +223,7 @@ cdef class Reader:
         cdef long long number = 0
         cdef unsigned char kind
         cdef list items
-        cdef Py_ssize_t i
+        cdef Py_ssize_t remaining
         if pos >= self._end:
             return _INCOMPLETE
         kind = <unsigned char>base[pos]
@@ -274,7 +274,9 @@ cdef class Reader:
             self._fail(f"arrays nested deeper than {_MAX_DEPTH}")
         items = []
         pos = cr + 2
-        for i in range(<Py_ssize_t>number):
+        remaining = <Py_ssize_t>number
+        while remaining > 0:
+            remaining -= 1
             item = self._parse(pos, depth + 1, &pos)
             if item is _INCOMPLETE:
                 return _INCOMPLETE
@@ -413,8 +415,8 @@ cdef int _put_json(_Out* out, object obj, int depth) except -1:
     cdef char* text
     cdef double value
     cdef Py_ssize_t pos = 0
-    cdef PyObject* key
-    cdef PyObject* item
+    cdef PyObject* key = NULL
+    cdef PyObject* item = NULL
     if PyUnicode_CheckExact(obj):
         return _put_str(out, obj)
     if obj is None:
