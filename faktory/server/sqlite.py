@@ -341,8 +341,8 @@ class SqlitePersistence(Persistence):
             self._fail(exc)
         self.commits += 1
         self.commit_seconds += time.perf_counter() - start
-        if self._checkpointer is not None:
-            self._checkpointer.committed()
+        if self._checkpointer is not None and self._checkpointer.committed():
+            self._finish_checkpoint()
 
     def close(self) -> None:
         """Commit anything still buffered, checkpoint, close the file and release its lock."""
@@ -398,6 +398,17 @@ class SqlitePersistence(Persistence):
         except sqlite3.Error as exc:
             self._fail(exc)
 
+    def _finish_checkpoint(self) -> None:
+        """Copy the last WAL frames on the writer's connection, so that the next
+        transaction starts the WAL over (see :class:`_Checkpointer`)."""
+        try:
+            busy, frames, copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:  # pragma: no cover - harmless, retried later
+            log.warning("storage %s: checkpoint failed: %s", self.path, exc)
+            return
+        log.debug("storage %s: final checkpoint busy=%s wal=%s copied=%s", self.path, busy,
+                  frames, copied)
+
     def _fail(self, exc: BaseException) -> None:
         """A write failed: roll back, refuse every later commit, raise StorageError."""
         self._failed = exc
@@ -418,38 +429,77 @@ class _Checkpointer:
     """Copies the WAL back into the database file from a daemon thread.
 
     The event-loop connection runs with ``wal_autocheckpoint = 0``, so its commits only
-    append to the WAL; every few hundred commits this thread runs a PASSIVE checkpoint
-    (which never blocks the writer) on its own connection.  :mod:`sqlite3` releases the
-    GIL while SQLite works, so the copy and its ``fsync`` overlap with the event loop.
+    append to the WAL.  This thread runs a PASSIVE checkpoint (which never blocks the
+    writer) on its own connection every :attr:`EVERY_COMMITS` commits, and
+    :attr:`IDLE_SECONDS` after the last commit it has not copied yet.  :mod:`sqlite3`
+    releases the GIL while SQLite works, so the copy and its ``fsync`` overlap with the
+    event loop.
+
+    Under sustained load a checkpoint running beside the writer never copies the very
+    last frames, and SQLite only starts the WAL over from its beginning when everything
+    was copied; so once the WAL is :attr:`RESET_FRAMES` frames long, the thread asks the
+    writer (:meth:`committed` returns True) to run one PASSIVE checkpoint itself right
+    after a commit: only the few frames written since the thread's pass are left to
+    copy, and the next transaction restarts the WAL.  The WAL stays bounded (tens of
+    MiB) instead of growing for as long as the load lasts.
     """
 
-    _EVERY_COMMITS = 256
+    EVERY_COMMITS = 256
+    IDLE_SECONDS = 1.0
+    RESET_FRAMES = 4096
 
     def __init__(self, path: str, mode: str) -> None:
         self._path = path
         self._mode = mode
         self._cond = threading.Condition()
-        self._wanted = False
+        self._wanted = False      # EVERY_COMMITS reached (under _cond)
+        self._uncopied = False    # commits since the last checkpoint started (under _cond)
         self._stopping = False
-        self._commits = 0
+        self._commits = 0         # commits since the last wake-up (event-loop thread only)
+        #: Set by the thread: the WAL is long and mostly copied, the writer should finish.
+        self.finish = False
+        self.checkpoints = 0
         self._thread = threading.Thread(target=self._run, name="faktory-checkpoint",
                                         daemon=True)
         self._thread.start()
 
-    def committed(self) -> None:
-        """Called after each commit (event-loop thread); wakes the thread now and then."""
+    def committed(self) -> bool:
+        """Called after each commit (event-loop thread); cheap.  True: the writer should run
+        a PASSIVE checkpoint now (see the class docstring)."""
         self._commits += 1
-        if self._commits >= self._EVERY_COMMITS:
-            self._commits = 0
+        if self._commits == 1 or self._commits >= self.EVERY_COMMITS:
             with self._cond:
-                self._wanted = True
+                self._uncopied = True
+                if self._commits >= self.EVERY_COMMITS:
+                    self._commits = 0
+                    self._wanted = True
                 self._cond.notify()
+        if self.finish:
+            self.finish = False
+            return True
+        return False
 
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify()
         self._thread.join(timeout=10.0)
+
+    def _wait(self) -> bool:
+        """Block until a checkpoint is due; False when stopping."""
+        with self._cond:
+            while not (self._wanted or self._stopping):
+                if self._uncopied:
+                    if not self._cond.wait(self.IDLE_SECONDS) and not self._stopping:
+                        break  # idle with commits not copied yet
+                else:
+                    self._cond.wait()
+            if self._stopping:
+                return False
+            self._wanted = False
+            self._uncopied = False
+            self._commits = 0 if self._commits >= self.EVERY_COMMITS else self._commits
+            return True
 
     def _run(self) -> None:
         try:
@@ -460,20 +510,16 @@ class _Checkpointer:
         try:
             db.execute(f"PRAGMA synchronous = {self._mode}")
             db.execute("PRAGMA wal_autocheckpoint = 0")
-            db.execute("PRAGMA busy_timeout = 1000")
-            while True:
-                with self._cond:
-                    while not (self._wanted or self._stopping):
-                        self._cond.wait()
-                    if self._stopping:
-                        return
-                    self._wanted = False
+            while self._wait():
                 try:
-                    busy, wal_pages, done = db.execute(
-                        "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                    log.debug("storage %s: checkpoint busy=%s wal=%s copied=%s", self._path,
-                              busy, wal_pages, done)
+                    busy, frames, copied = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # pragma: no cover - retried next time
                     log.warning("storage %s: checkpoint failed: %s", self._path, exc)
+                    continue
+                self.checkpoints += 1
+                log.debug("storage %s: checkpoint busy=%s wal=%s copied=%s", self._path,
+                          busy, frames, copied)
+                if frames >= self.RESET_FRAMES:
+                    self.finish = True
         finally:
             db.close()
