@@ -390,6 +390,8 @@ def test_files_that_are_not_ours(tmp_path):
         SqlitePersistence(str(tmp_path / "no" / "such" / "dir.db"))
     with pytest.raises(ValueError):
         SqlitePersistence(str(tmp_path / "x.db"), synchronous="sometimes")
+    with pytest.raises(StorageError, match="path of a file"):
+        SqlitePersistence(":memory:")
     # an empty file (e.g. created by mktemp) is fine: it becomes ours
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")
@@ -412,8 +414,15 @@ def test_failed_write_refuses_every_later_commit(tmp_path):
     p.add(JobRecord(2, "queue", "q", 2, "big-000001", big))
     with pytest.raises(StorageError, match="write failed"):
         p.commit()
+    # the store's other calls never raise (they come from inside its operations)...
     p.add(rec(3, "queue", "q", 3))
-    with pytest.raises(StorageError, match="failed earlier"):
+    p.queue_added("q2")
+    p.paused("q2", True)
+    p.clear_set("dead")
+    p.queue_removed("q")
+    p.flush()
+    # ...but no commit ever succeeds again: nothing unstored gets acknowledged
+    with pytest.raises(StorageError, match="write failed"):
         p.commit()
     p.close()
     assert [r[0] for r in reload(path)["records"]] == [1]
