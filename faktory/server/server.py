@@ -376,7 +376,7 @@ class _Connection(asyncio.Protocol):
         except gojson.JSONError as exc:
             return _err(f"invalid JSON: {exc}")
         errs = gojson.errors()
-        job = gojson.decode_struct(obj, gojson.JOB, errs)
+        job = gojson.decode_job(obj, errs)
         if errs.first is not None:
             return _err(f"invalid JSON: {errs.first}")
         if job is None:
@@ -399,7 +399,8 @@ class _Connection(asyncio.Protocol):
             return _err(f"invalid JSON: json: cannot unmarshal {gojson.kind_of(obj)} "
                         "into Go value of type []client.Job")
         errs = gojson.errors()
-        jobs = [gojson.decode_struct(item, gojson.JOB, errs) for item in obj]
+        decode = gojson.decode_job
+        jobs = [decode(item, errs) for item in obj]
         if errs.first is not None:
             return _err(f"invalid JSON: {errs.first}")
         store = self.store
