@@ -195,6 +195,8 @@ class _Connection(asyncio.Protocol):
     # ------------------------------------------------------------------ input
 
     def data_received(self, data: bytes) -> None:
+        if self._close_after_flush or self.state == _CLOSED:
+            return  # END (or an error that closes) was read: the rest is ignored
         buf = self._buf
         if buf or self._blocked:
             buf += data

@@ -1,0 +1,163 @@
+"""The Go-compatible JSON layer: scanner errors, float formatting, time parsing, encoding."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from faktory.server import gojson
+from faktory.server.store import glob_to_regex
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"{not json}", "invalid character 'n' looking for beginning of object key string"),
+    (b"[not json", "invalid character 'o' in literal null (expecting 'u')"),
+    (b"", "unexpected end of JSON input"),
+    (b"   ", "unexpected end of JSON input"),
+    (b'{"a":1,}', "invalid character '}' looking for beginning of object key string"),
+    (b"[1,]", "invalid character ']' looking for beginning of value"),
+    (b'{"a" 1}', "invalid character '1' after object key"),
+    (b'{"a":1 "b"}', "invalid character '\"' after object key:value pair"),
+    (b"[1 2]", "invalid character '2' after array element"),
+    (b"-x", "invalid character 'x' in numeric literal"),
+    (b"1.x", "invalid character 'x' after decimal point in numeric literal"),
+    (b"1ex", "invalid character 'x' in exponent of numeric literal"),
+    (b"01", "invalid character '1' after top-level value"),
+    (b'"\x01"', "invalid character '\\x01' in string literal"),
+    (b'"\\q"', "invalid character 'q' in string escape code"),
+    (b'"\\u12x4"', "invalid character 'x' in \\u hexadecimal character escape"),
+    (b"trux", "invalid character 'x' in literal true (expecting 'e')"),
+    (b"fals", "unexpected end of JSON input"),
+    (b"'a'", "invalid character '\\'' looking for beginning of value"),
+    (b"\xc3\xa9", "invalid character '\u00c3' looking for beginning of value"),
+    (b"[\x7f]", "invalid character '\\x7f' looking for beginning of value"),
+    (b"[\xa0]", "invalid character '\\u00a0' looking for beginning of value"),
+])
+def test_syntax_error_texts(data: bytes, message: str) -> None:
+    assert gojson.syntax_error(data) == message
+    with pytest.raises(gojson.JSONError) as info:
+        gojson.loads(data)
+    assert str(info.value) == message
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_valid_json_has_no_syntax_error(value) -> None:
+    data = json.dumps(value).encode()
+    assert gojson.syntax_error(data) is None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=24) | st.text(alphabet='{}[]",:0123456789.eE+-tfnrulase \\', max_size=24).map(str.encode))
+def test_scanner_agrees_with_a_strict_parser(data: bytes) -> None:
+    try:
+        json.loads(data.decode("utf-8", "surrogateescape"),
+                   parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
+        valid = True
+    except (ValueError, RecursionError):
+        valid = False
+    assert (gojson.syntax_error(data) is None) == valid
+
+
+@pytest.mark.parametrize("value, text", [
+    (1.0, "1"), (0.5, "0.5"), (1e21, "1e+21"), (1e20, "100000000000000000000"),
+    (123456789012345678901.0, "123456789012345680000"), (1e-7, "1e-7"), (1.5e-7, "1.5e-7"),
+    (0.00001, "0.00001"), (0.000140638, "0.000140638"), (-0.0, "-0"), (1e-10, "1e-10"),
+    (-2.5e300, "-2.5e+300"), (0.000001, "0.000001"),
+])
+def test_format_float_like_go(value: float, text: str) -> None:
+    assert gojson.format_float(value) == text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_format_float_round_trips(value: float) -> None:
+    text = gojson.format_float(value)
+    assert float(text) == value
+    if value != 0:
+        assert ("e" in text) == (abs(value) < 1e-6 or abs(value) >= 1e21)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("tomorrow", 'parsing time "tomorrow" as "2006-01-02T15:04:05.999999999Z07:00": '
+                 'cannot parse "tomorrow" as "2006"'),
+    ("2024-13-01T00:00:00Z", 'parsing time "2024-13-01T00:00:00Z": month out of range'),
+    ("2024-02-30T00:00:00Z", 'parsing time "2024-02-30T00:00:00Z": day out of range'),
+    ("2024-01-01T24:00:00Z", 'parsing time "2024-01-01T24:00:00Z": hour out of range'),
+    ("2024-01-01 00:00:00Z", 'parsing time "2024-01-01 00:00:00Z" as '
+                             '"2006-01-02T15:04:05.999999999Z07:00": cannot parse " 00:00:00Z" as "T"'),
+    ("2024-01-01T00:00:00Zx", 'parsing time "2024-01-01T00:00:00Zx": extra text: "x"'),
+    ("2024-01-01T00:00:00+25:00", 'parsing time "2024-01-01T00:00:00+25:00": '
+                                  'time zone offset hour out of range'),
+])
+def test_parse_time_errors(value: str, message: str) -> None:
+    with pytest.raises(gojson.TimeParseError) as info:
+        gojson.parse_time(value)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("value, epoch", [
+    ("2000-01-01T00:00:00Z", 946684800.0),
+    ("2000-01-01T01:00:00+01:00", 946684800.0),
+    ("2000-01-01T00:00:00.5Z", 946684800.5),
+    ("2000-01-01T1:00:00Z", 946688400.0),        # Go's hour field takes one digit too
+    ("2000-01-01T00:00:00,25Z", 946684800.25),
+    ("1969-12-31T23:59:59Z", -1.0),
+])
+def test_parse_time_values(value: str, epoch: float) -> None:
+    assert math.isclose(gojson.parse_time(value), epoch, abs_tol=1e-6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(min_value=0, max_value=4_000_000_000_000_000_000))
+def test_format_then_parse_time(ns: int) -> None:
+    t = ns / 1e9
+    text = gojson.format_time(t)
+    assert text.endswith("Z")
+    if "." in text:  # RFC3339Nano trims trailing zeros of the fraction
+        assert not text[:-1].split(".")[1].endswith("0")
+    assert abs(gojson.parse_time(text) - t) < 1e-6 * max(1.0, abs(t) / 1e9)
+
+
+def test_encode_escapes_like_go() -> None:
+    assert gojson.encode({"k": "<a&b>\u2028\n\x01é"}) == \
+        '{"k":"\\u003ca\\u0026b\\u003e\\u2028\\n\\u0001é"}'.encode()
+    assert gojson.dumps_map({"b": 1, "a": {"d": 1, "c": 2}}) == b'{"a":{"c":2,"d":1},"b":1}'
+
+
+def test_decode_struct_rules() -> None:
+    errs = gojson.errors()
+    job = gojson.decode_struct({"JID": "x", "jid": "y", "unknown": 1, "queue": None}, gojson.JOB, errs)
+    assert errs.first is None and job == {"jid": "y"}
+    errs = gojson.errors()
+    gojson.decode_struct({"failure": {"retry_count": "1"}}, gojson.JOB, errs)
+    assert errs.first == ("json: cannot unmarshal string into Go struct field "
+                          "Job.failure.retry_count of type int")
+    errs = gojson.errors()
+    gojson.decode_struct({"retry": 1 << 63}, gojson.JOB, errs)
+    assert errs.first == ("json: cannot unmarshal number 9223372036854775808 into Go struct "
+                          "field Job.retry of type int")
+
+
+@pytest.mark.parametrize("pattern, text, match", [
+    ("*sched-0002*", b'{"jid":"sched-0002"}', True),
+    ("*sched-0002*", b'{"jid":"sched-0003"}', False),
+    ("h?llo", b"hello", True),
+    ("h[ae]llo", b"hallo", True),
+    ("h[^e]llo", b"hello", False),
+    ("h[a-c]llo", b"hbllo", True),
+    ("h\\*llo", b"h*llo", True),
+    ("h\\*llo", b"hello", False),
+])
+def test_redis_glob(pattern: str, text: bytes, match: bool) -> None:
+    assert (glob_to_regex(pattern).fullmatch(text) is not None) == match
