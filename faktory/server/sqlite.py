@@ -21,8 +21,11 @@ them in **one transaction per** :meth:`SqlitePersistence.commit` (group commit:
   the outage may be lost; the file itself stays consistent).
 * ``synchronous="full"``: the WAL is also ``fsync``-ed at every commit, so acknowledged
   changes survive a power loss too, at the price of one ``fsync`` per group commit (on
-  the 2-core test machine: single pushes ~5,000/s instead of ~40,000/s, fetch+ack
-  ~12,000/s instead of ~35,000/s; PUSHB batches barely change).
+  the 2-core test machine, where an ``fsync`` takes ~0.15 ms: single pushes ~27,000/s
+  instead of ~45,000/s, fetch+ack ~17,000/s instead of ~34,000/s, PUSHB unchanged; with
+  a disk whose ``fsync`` takes milliseconds, far less).  Choose it with
+  ``SqlitePersistence(path, synchronous="full")`` or, for ``faktory server --storage``,
+  the environment variable ``FAKTORY_STORAGE_SYNC=full``.
 
 If a write fails (disk full, I/O error) the instance becomes *failed*: that ``commit()``
 and every later one raise :class:`StorageError` (the other calls only record the failure,
@@ -124,20 +127,24 @@ class SqlitePersistence(Persistence):
     """Durable :class:`~faktory.server.persist.Persistence` in one SQLite file.
 
     ``path``: the database file (created with its schema when missing or empty).
-    ``synchronous``: ``"normal"`` (survives a killed process; the default) or ``"full"``
-    (also survives a power loss); see the module docstring.
+    ``synchronous``: ``"normal"`` (survives a killed process) or ``"full"`` (also survives
+    a power loss); see the module docstring.  Default: ``$FAKTORY_STORAGE_SYNC``, else
+    ``"normal"``.
     ``background_checkpoint``: copy the WAL into the database on a helper thread (default)
     instead of inside ``commit()`` on the event loop.
     """
 
     durable = True
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal",
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str | None = None,
                  background_checkpoint: bool = True) -> None:
         self.path = os.fspath(path)
+        if synchronous is None:
+            synchronous = os.environ.get("FAKTORY_STORAGE_SYNC") or "normal"
         mode = _SYNCHRONOUS.get(str(synchronous).lower())
         if mode is None:
-            raise ValueError(f"synchronous must be 'normal' or 'full', not {synchronous!r}")
+            raise ValueError(f"synchronous (or FAKTORY_STORAGE_SYNC) must be 'normal' or "
+                             f"'full', not {synchronous!r}")
         self.synchronous = mode.lower()
         # rid -> full row tuple (upsert) or None (delete), the final state since the last
         # write into the open transaction; dict order is irrelevant (one entry per rid).
@@ -474,8 +481,9 @@ class _Checkpointer:
     was copied; so once the WAL is :attr:`RESET_FRAMES` frames long, the thread asks the
     writer (:meth:`committed` returns True) to run one PASSIVE checkpoint itself right
     after a commit: only the few frames written since the thread's pass are left to
-    copy, and the next transaction restarts the WAL.  The WAL stays bounded (tens of
-    MiB) instead of growing for as long as the load lasts.
+    copy, and the next transaction restarts the WAL.  Until the writer has done so the
+    thread starts no pass (a concurrent checkpoint would make the writer's one busy).
+    The WAL stays bounded (tens of MiB) instead of growing for as long as the load lasts.
     """
 
     EVERY_COMMITS = 256
@@ -490,7 +498,8 @@ class _Checkpointer:
         self._uncopied = False    # commits since the last checkpoint started (under _cond)
         self._stopping = False
         self._commits = 0         # commits since the last wake-up (event-loop thread only)
-        #: Set by the thread: the WAL is long and mostly copied, the writer should finish.
+        #: Set by the thread (under _cond): the WAL is long and mostly copied, the writer
+        #: should finish; the thread waits until it did.
         self.finish = False
         self.checkpoints = 0
         self._thread = threading.Thread(target=self._run, name="faktory-checkpoint",
@@ -509,7 +518,9 @@ class _Checkpointer:
                     self._wanted = True
                 self._cond.notify()
         if self.finish:
-            self.finish = False
+            with self._cond:
+                self.finish = False
+                self._cond.notify()
             return True
         return False
 
@@ -522,9 +533,14 @@ class _Checkpointer:
     def _wait(self) -> bool:
         """Block until a checkpoint is due; False when stopping."""
         with self._cond:
-            while not (self._wanted or self._stopping):
-                if self._uncopied:
-                    if not self._cond.wait(self.IDLE_SECONDS) and not self._stopping:
+            while not self._stopping:
+                if self.finish:
+                    # the writer's turn: a pass now would make its checkpoint busy
+                    self._cond.wait()
+                elif self._wanted:
+                    break
+                elif self._uncopied:
+                    if not self._cond.wait(self.IDLE_SECONDS) and not self.finish:
                         break  # idle with commits not copied yet
                 else:
                     self._cond.wait()
@@ -532,7 +548,6 @@ class _Checkpointer:
                 return False
             self._wanted = False
             self._uncopied = False
-            self._commits = 0 if self._commits >= self.EVERY_COMMITS else self._commits
             return True
 
     def _run(self) -> None:
@@ -554,6 +569,7 @@ class _Checkpointer:
                 log.debug("storage %s: checkpoint busy=%s wal=%s copied=%s", self._path,
                           busy, frames, copied)
                 if frames >= self.RESET_FRAMES:
-                    self.finish = True
+                    with self._cond:
+                        self.finish = True
         finally:
             db.close()

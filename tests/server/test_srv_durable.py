@@ -392,6 +392,14 @@ def test_files_that_are_not_ours(tmp_path):
         SqlitePersistence(str(tmp_path / "x.db"), synchronous="sometimes")
     with pytest.raises(StorageError, match="path of a file"):
         SqlitePersistence(":memory:")
+    os.environ["FAKTORY_STORAGE_SYNC"] = "FULL"
+    try:
+        p = SqlitePersistence(str(tmp_path / "full.db"))
+        assert p.synchronous == "full"
+        assert p._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+        p.close()
+    finally:
+        del os.environ["FAKTORY_STORAGE_SYNC"]
     # an empty file (e.g. created by mktemp) is fine: it becomes ours
     empty = tmp_path / "empty.db"
     empty.write_bytes(b"")
