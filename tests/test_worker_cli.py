@@ -17,6 +17,17 @@ from faktory.worker_cli import build_parser, parse_queues
 # -- parsing ----------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging():
+    """main() configures logging as a CLI does; give the process its settings back."""
+    import logging
+
+    logger = logging.getLogger("faktory")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
 def test_parse_queues_strict_weighted_and_default():
     assert parse_queues(None) == ["default"]
     assert parse_queues(["critical", "default"]) == ["critical", "default"]
@@ -93,13 +104,16 @@ JOBS_MODULE = textwrap.dedent('''
     import asyncio, os
     import faktory
 
+    def say(text):  # one write(2) per line: lines from threads and processes never mix
+        os.write(1, f"{text} pid={os.getpid()}\\n".encode())
+
     @faktory.register
     def record(tag):
-        print(f"RAN {tag} pid={os.getpid()}", flush=True)
+        say(f"RAN {tag}")
 
     @faktory.register
     async def hang(tag):
-        print(f"HANG {tag} pid={os.getpid()}", flush=True)
+        say(f"HANG {tag}")
         await asyncio.Event().wait()
 ''')
 
