@@ -413,9 +413,16 @@ class Store:
         rec.score = now + _clamp_reserve(rec.reserve_for)
         rec.wid = wid
         rec.since = now
-        self.working[rec.rid] = rec
-        heapq.heappush(self._working_heap, (rec.score, rec.rid, rec))
+        working = self.working
+        working[rec.rid] = rec
+        heap = self._working_heap
+        heapq.heappush(heap, (rec.score, rec.rid, rec))
         self.reservations[rec.jid] = rec
+        if len(heap) > 2 * len(working) + 1024:
+            # ACKed reservations leave their heap entries behind until they would have
+            # expired (30 min by default): rebuild from the live ones now and then
+            self._working_heap = [(r.score, r.rid, r) for r in working.values()]
+            heapq.heapify(self._working_heap)
 
     def ack(self, jid: str) -> None:
         """ACK: the reservation of ``jid`` is released and counted as processed."""

@@ -29,18 +29,23 @@ def info(raw: Raw) -> dict:
 
 def test_hi_then_producer_hello(target: Target) -> None:
     raw = target.connect()
-    hi = raw.line()
     if target.password is None:
-        assert hi == b'+HI {"v":2}\r\n'
-    assert raw.cmd(b'HELLO {"v":2}\r\n') == b"+OK\r\n"
+        assert raw.line() == b'+HI {"v":2}\r\n'
+        assert raw.cmd(b'HELLO {"v":2}\r\n') == b"+OK\r\n"
+    else:  # a real server given with a password
+        assert raw.hello(target.password) == b"+OK\r\n"
     assert raw.cmd(b"FLUSH\r\n") == b"+OK\r\n"
 
 
 def test_worker_hello_with_wid_and_labels(target: Target) -> None:
     raw = target.connect()
-    raw.line()
-    reply = raw.cmd(b'HELLO {"v":2,"wid":"probe-worker-1","hostname":"probe-host",'
-                    b'"pid":14867,"labels":["probe"]}\r\n')
+    fields = {"wid": "probe-worker-1", "hostname": "probe-host", "pid": 14867, "labels": ["probe"]}
+    if target.password is None:
+        raw.line()
+        reply = raw.cmd(b'HELLO {"v":2,"wid":"probe-worker-1","hostname":"probe-host",'
+                        b'"pid":14867,"labels":["probe"]}\r\n')
+    else:
+        reply = raw.hello(target.password, **fields)
     assert reply == b"+OK\r\n"
     assert raw.cmd(b'BEAT {"wid":"probe-worker-1"}\r\n') == b"+OK\r\n"
 

@@ -256,3 +256,15 @@ def test_flush_resets_counters_but_keeps_known_queues(life: Life) -> None:
     assert raw.cmd(b"FLUSH\r\n") == b"+OK\r\n"
     stats = life.info()["faktory"]
     assert stats["total_processed"] == 0 and stats["queues"] == {"lq": 0}
+
+
+def test_acknowledged_reservations_do_not_accumulate(life: Life) -> None:
+    raw = life.raw()
+    for i in range(3000):
+        raw.send(b'PUSH {"jid":"mem-%06d","jobtype":"M","args":[],"queue":"mem","retry":25}\r\n'
+                 b"FETCH mem\r\n" b'ACK {"jid":"mem-%06d"}\r\n' % (i, i))
+    for _ in range(3 * 3000):
+        raw.reply()
+    store = life.st.server.store
+    assert life.st.call(lambda: (len(store.working), len(store.reservations))) == (0, 0)
+    assert life.st.call(lambda: len(store._working_heap)) <= 1024 + 2
