@@ -9,8 +9,10 @@ Three kinds of test:
   :class:`ManualClock`, its files copied while it runs (exactly what a SIGKILL at that
   instant leaves on disk), a second server on the copy, the reservation expiry and the
   scheduler run by ``tick()`` with the clock advanced;
+* a model check: seeded random workloads through the protocol, the files copied at
+  several points, and a server on each copy holding exactly the live store's state then;
 * :class:`SqlitePersistence` on its own: buffering semantics, files that are not ours,
-  a failed write.
+  a failed write, the WAL staying bounded under sustained load.
 
 Everything here needs the embedded server's internals or its process, so it is skipped
 against a real Faktory (``FAKTORY_TEST_URL``).
@@ -310,9 +312,10 @@ def reload(path: str) -> dict:
         p.close()
 
 
-def test_buffered_changes_apply_in_order(tmp_path):
+@pytest.mark.parametrize("background_checkpoint", [True, False])
+def test_buffered_changes_apply_in_order(tmp_path, background_checkpoint):
     path = str(tmp_path / "p.db")
-    p = SqlitePersistence(path)
+    p = SqlitePersistence(path, background_checkpoint=background_checkpoint)
     assert p.durable and list(p.load().records) == []
     p.queue_added("q1")
     p.queue_added("q2")
