@@ -189,6 +189,8 @@ class _Connection(asyncio.Protocol):
         """Close the socket after writing what is pending."""
         if self.transport is not None and self.state != _CLOSED:
             if self._out:
+                if self.srv._durable:
+                    self.srv.persistence.commit()  # never a reply before its change is durable
                 self._write_out()
             self.transport.close()
 
