@@ -304,6 +304,22 @@ def test_fail_transcript(raw: Raw) -> None:
     assert stats["total_processed"] == 1
 
 
+def test_failure_record_written_back_in_struct_order(raw: Raw) -> None:
+    # the order of "failure" keys is inferred from the 1.10 struct layout (the same
+    # field-alignment order that puts "retry" and "custom" first in the job): a run against
+    # a real server (FAKTORY_TEST_URL) confirms or refutes it
+    raw.cmd(b'PUSH {"jid":"order-fail-1","jobtype":"Probe","args":[1],"queue":"ofq","retry":25}\r\n')
+    raw.body(b"FETCH ofq\r\n")
+    raw.cmd(b'FAIL {"jid":"order-fail-1","errtype":"RuntimeError","message":"boom","backtrace":["a.py:1"]}\r\n')
+    assert raw.cmd(b'MUTATE {"cmd":"requeue","target":"retries","filter":{"jids":["order-fail-1"]}}\r\n') == b"+OK\r\n"
+    body = raw.body(b"FETCH ofq\r\n")
+    assert re.fullmatch(
+        rb'\{"retry":25,"failure":\{"failed_at":"[^"]+","next_at":"[^"]+","message":"boom",'
+        rb'"errtype":"RuntimeError","backtrace":\["a.py:1"\],"retry_count":0,"remaining":25\},'
+        rb'"jid":"order-fail-1","queue":"ofq","jobtype":"Probe","created_at":"[^"]+",'
+        rb'"enqueued_at":"[^"]+","args":\[1\]\}', body), body
+
+
 # --------------------------------------------------------------------------- PUSHB
 
 def test_pushb_transcript(raw: Raw) -> None:
