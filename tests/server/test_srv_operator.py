@@ -211,9 +211,13 @@ def _spawn(*args: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def _listening_port(proc: subprocess.Popen) -> tuple[int, str]:
-    line = proc.stdout.readline().decode()
-    assert "listening on tcp://127.0.0.1:" in line, line
-    return int(line.split("listening on tcp://127.0.0.1:")[1].split()[0]), line
+    seen = []
+    for raw in proc.stdout:  # the server logs where it listens before it accepts
+        line = raw.decode()
+        seen.append(line)
+        if "listening on tcp://127.0.0.1:" in line:
+            return int(line.split("listening on tcp://127.0.0.1:")[1].split()[0]), line
+    raise AssertionError("server exited without listening: " + "".join(seen))
 
 
 @pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
