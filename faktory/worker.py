@@ -372,6 +372,7 @@ class Worker:
         self._fetching = 0  # FETCHes in flight
         self._generation = 0  # bumped to make fetchers reconnect (new HELLO)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._reporting: set[Any] = set()  # job tasks waiting for their ACK/FAIL reply
         self._fetcher_tasks: list[asyncio.Task[Any]] = []
         self._stop_requested: asyncio.Event | None = None
         self._kill_requested: asyncio.Event | None = None
@@ -553,10 +554,12 @@ class Worker:
         finally:
             self._set_state(STOPPED)
             self._remove_signals()
-            for task in list(self._tasks):
+            # internal tasks, and reports given up on after the grace (server gone)
+            leftovers = [*self._tasks, *self._reporting]
+            for task in leftovers:
                 task.cancel()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
+            if leftovers:
+                await asyncio.gather(*leftovers, return_exceptions=True)
             await self._close_clients()
             if self._executor is not None:
                 self._executor.shutdown(wait=False, cancel_futures=True)
@@ -719,7 +722,8 @@ class Worker:
         attempt = 0
         loop = self._loop
         assert loop is not None
-        fetch_timeout = max(self.command_timeout, 5.0)
+        # the server holds an empty FETCH for 2 s: that is not the server being slow
+        fetch_timeout = None if self.command_timeout is None else self.command_timeout + 2.0
         while self._state == RUNNING:
             try:
                 async with self._fetch_client.acquire() as conn:
@@ -812,7 +816,7 @@ class Worker:
         except BaseException as exc:  # the job's failure, whatever it is, FAILs the job
             error = exc
         self._release_slot()
-        self._running.pop(ctx, None)
+        task = self._running.pop(ctx, None)
         if self._state == STOPPING:
             self._changed.set()  # type: ignore[union-attr]
         if ctx._cancelled:
@@ -831,7 +835,12 @@ class Worker:
                 log.info("job %s (%s) failed: %s: %s", ctx.jid, ctx.jobtype,
                          type(error).__name__, error)
         self._reports += 1
-        await self._report(ctx, error)
+        reporting = self._reporting
+        reporting.add(task)
+        try:
+            await self._report(ctx, error)
+        finally:
+            reporting.discard(task)
 
     async def _report(self, ctx: JobContext, error: BaseException | None) -> None:
         """ACK (error None) or FAIL the job; retried on transport errors only.

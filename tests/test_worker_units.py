@@ -308,3 +308,71 @@ def test_beat_reply_parsing():
 
 def test_rss_kb_is_plausible():
     assert 1000 < rss_kb() < 10_000_000
+
+
+# -- ACK/FAIL retry policy (the worker's decision, over a client that fails on demand) ---
+
+
+class FlakyClient:
+    """Stands in for the Client to script transport failures and server answers."""
+
+    def __init__(self, outcomes):
+        self.outcomes = list(outcomes)
+        self.calls = []
+
+    async def _next(self, what, jid):
+        self.calls.append((what, jid))
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome is not None:
+            raise outcome
+
+    async def ack(self, jid):
+        await self._next("ACK", jid)
+
+    async def fail(self, jid, exc=None, *, backtrace_limit=50):
+        await self._next("FAIL", jid)
+
+
+def _reporting_worker(client) -> Worker:
+    worker = Worker()
+    worker._client = client
+    worker._state = "running"
+    worker._reports = 1
+    return worker
+
+
+async def test_ack_is_retried_on_transport_errors_until_it_goes_through(monkeypatch):
+    from faktory.errors import CommandTimeout, FaktoryConnectionError
+    import faktory.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "_backoff", lambda attempt, **kw: 0)
+    client = FlakyClient([FaktoryConnectionError("reset"), CommandTimeout("slow"), OSError("x")])
+    worker = _reporting_worker(client)
+    await worker._report(JobContext(dict(JOB), None), None)
+    assert client.calls == [("ACK", "jid-00000001")] * 4
+    assert worker._reports == 0
+
+
+@pytest.mark.parametrize("final", ["not found", "server error"])
+async def test_fail_is_not_retried_on_server_errors(final):
+    from faktory.errors import JobNotFoundError, ServerError
+
+    error = (JobNotFoundError("ERR", "Job not found jid-00000001") if final == "not found"
+             else ServerError("ERR", "invalid FAIL"))
+    client = FlakyClient([error])
+    worker = _reporting_worker(client)
+    await worker._report(JobContext(dict(JOB), None), ValueError("boom"))
+    assert client.calls == [("FAIL", "jid-00000001")]
+    assert worker._reports == 0
+
+
+async def test_retries_end_when_the_worker_has_stopped(monkeypatch):
+    from faktory.errors import FaktoryConnectionError
+    import faktory.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "_backoff", lambda attempt, **kw: 0)
+    client = FlakyClient([FaktoryConnectionError("down")] * 100)
+    worker = _reporting_worker(client)
+    worker._state = "stopped"
+    await worker._report(JobContext(dict(JOB), None), None)
+    assert len(client.calls) == 1
