@@ -196,7 +196,7 @@ def _is_async_callable(fn: Any) -> bool:
         fn = fn.func
     if inspect.iscoroutinefunction(fn):
         return True
-    call = getattr(fn, "__call__", None)
+    call = getattr(type(fn), "__call__", None)  # an instance with an async __call__
     return call is not None and inspect.iscoroutinefunction(call)
 
 
@@ -572,7 +572,7 @@ class Worker:
             await asyncio.wait(self._fetcher_tasks)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        task = self._loop.create_task(coro, name=name)  # type: ignore[union-attr, arg-type]
+        task: asyncio.Task[Any] = self._loop.create_task(coro, name=name)  # type: ignore[union-attr, arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
         return task

@@ -20,7 +20,7 @@ import pytest
 
 from faktory.client import Client
 from faktory.server import ServerThread
-from faktory.worker import JobCancelledError, Worker
+from faktory.worker import Worker
 
 pytestmark = pytest.mark.internals
 
