@@ -124,7 +124,10 @@ async def _serve(opts: argparse.Namespace, host: str, port: int) -> int:
         return 1
     scheme = "tcp+tls" if ctx else "tcp"
     where = f"storage {opts.storage}" if opts.storage else "in memory"
-    web = f", web on http://{opts.web}" if opts.web else ""
+    web = ""
+    if opts.web:
+        web_host = opts.web.rpartition(":")[0].strip("[]") or "127.0.0.1"
+        web = f", web on http://{web_host}:{server.web_port}"
     log.info("faktory server %s listening on %s://%s:%d (pid %d, %s%s%s)", _version(), scheme,
              host, server.port, os.getpid(), where, ", password required" if password else "",
              web)
