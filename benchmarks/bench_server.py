@@ -107,7 +107,7 @@ class Server:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("server did not start")
+                    raise RuntimeError("server did not start") from None
                 time.sleep(0.05)
         threading.Thread(target=self._drain, daemon=True).start()
         return self
@@ -240,15 +240,16 @@ def main() -> None:
     for mode in MODES:
         with tempfile.TemporaryDirectory() as tmp:
             srv = Server(os.path.join(tmp, "faktory.db") if mode == "durable" else None).start()
+            url = srv.url
             try:
                 for name, prepare, work in (
-                        ("push", lambda: run(lambda: flush(srv.url)),
-                         lambda: run(lambda: push_singles(srv.url, _jobs("push", JOBS)))),
-                        ("pushb", lambda: run(lambda: flush(srv.url)),
-                         lambda: run(lambda: push_batches(srv.url, _jobs("bulk", JOBS)))),
-                        ("fetch+ack", lambda: (run(lambda: flush(srv.url)),
-                                               run(lambda: push_batches(srv.url, _jobs("work", JOBS)))),
-                         lambda: run(lambda: fetch_ack(srv.url, JOBS)))):
+                        ("push", lambda: run(lambda: flush(url)),
+                         lambda: run(lambda: push_singles(url, _jobs("push", JOBS)))),
+                        ("pushb", lambda: run(lambda: flush(url)),
+                         lambda: run(lambda: push_batches(url, _jobs("bulk", JOBS)))),
+                        ("fetch+ack", lambda: (run(lambda: flush(url)),
+                                               run(lambda: push_batches(url, _jobs("work", JOBS)))),
+                         lambda: run(lambda: fetch_ack(url, JOBS)))):
                     best = float("inf")
                     for _ in range(ROUNDS):
                         prepare()

@@ -42,6 +42,7 @@ class GoFloat(float):
     """A float that remembers the literal it was parsed from (for Go's error texts)."""
 
     __slots__ = ("lit",)
+    lit: str
 
     def __new__(cls, lit: str) -> "GoFloat":
         self = float.__new__(cls, lit)
@@ -59,7 +60,8 @@ def format_float(value: float) -> str:
         return "-0" if math.copysign(1.0, value) < 0 else "0"
     if not math.isfinite(value):
         raise ValueError(f"unsupported value: {value!r}")
-    sign, digits, exp = Decimal(repr(value)).normalize().as_tuple()
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    exp = int(exponent)  # finite: always an int
     text = "".join(map(str, digits))
     mag = abs(value)
     neg = "-" if sign else ""
@@ -139,6 +141,12 @@ def _quote_char(c: int) -> str:
 _WS = re.compile(rb"[ \t\r\n]*")
 _STR_BODY = re.compile(rb'[^"\\\x00-\x1f]*')
 _DIGITS = re.compile(rb"[0-9]*")
+
+
+def _span(pattern: "re.Pattern[bytes]", data: bytes, pos: int) -> int:
+    # end of the (possibly empty) match of an always-matching pattern at pos
+    m = pattern.match(data, pos)
+    return pos if m is None else m.end()
 _HEX = b"0123456789abcdefABCDEF"
 
 
@@ -147,19 +155,18 @@ def syntax_error(data: bytes) -> str | None:
     n = len(data)
     pos = 0
     stack: list[int] = []  # 0: in object (after value expect , or }), 1: in array
-    ws = _WS.match
-
+    
     def err(i: int, context: str) -> str:
         return f"invalid character {_quote_char(data[i])} {context}"
 
     # state: expecting a value at pos
     while True:
-        pos = ws(data, pos).end()
+        pos = _span(_WS, data, pos)
         if pos >= n:
             return "unexpected end of JSON input"
         c = data[pos]
         if c == 0x7B:  # {
-            pos = ws(data, pos + 1).end()
+            pos = _span(_WS, data, pos + 1)
             if pos >= n:
                 return "unexpected end of JSON input"
             if data[pos] == 0x7D:
@@ -171,7 +178,7 @@ def syntax_error(data: bytes) -> str | None:
                 r = _scan_string(data, pos)
                 if isinstance(r, str):
                     return r
-                pos = ws(data, r).end()
+                pos = _span(_WS, data, r)
                 if pos >= n:
                     return "unexpected end of JSON input"
                 if data[pos] != 0x3A:
@@ -180,7 +187,7 @@ def syntax_error(data: bytes) -> str | None:
                 stack.append(0)
                 continue
         elif c == 0x5B:  # [
-            pos = ws(data, pos + 1).end()
+            pos = _span(_WS, data, pos + 1)
             if pos >= n:
                 return "unexpected end of JSON input"
             if data[pos] == 0x5D:
@@ -204,13 +211,14 @@ def syntax_error(data: bytes) -> str | None:
                 if pos + k >= n:
                     return "unexpected end of JSON input"
                 if data[pos + k] != word[k]:
-                    return err(pos + k, f"in literal {word.decode()} (expecting {_quote_char(word[k])})")
+                    return err(pos + k,
+                               f"in literal {word.decode()} (expecting {_quote_char(word[k])})")
             pos += len(word)
         else:
             return err(pos, "looking for beginning of value")
         # end of a value: close containers as far as possible
         while True:
-            pos = ws(data, pos).end()
+            pos = _span(_WS, data, pos)
             if not stack:
                 if pos < n:
                     return err(pos, "after top-level value")
@@ -220,7 +228,7 @@ def syntax_error(data: bytes) -> str | None:
             c = data[pos]
             if stack[-1] == 0:
                 if c == 0x2C:
-                    pos = ws(data, pos + 1).end()
+                    pos = _span(_WS, data, pos + 1)
                     if pos >= n:
                         return "unexpected end of JSON input"
                     if data[pos] != 0x22:
@@ -228,7 +236,7 @@ def syntax_error(data: bytes) -> str | None:
                     r = _scan_string(data, pos)
                     if isinstance(r, str):
                         return r
-                    pos = ws(data, r).end()
+                    pos = _span(_WS, data, r)
                     if pos >= n:
                         return "unexpected end of JSON input"
                     if data[pos] != 0x3A:
@@ -255,7 +263,7 @@ def _scan_string(data: bytes, pos: int) -> int | str:
     n = len(data)
     pos += 1
     while True:
-        pos = _STR_BODY.match(data, pos).end()
+        pos = _span(_STR_BODY, data, pos)
         if pos >= n:
             return "unexpected end of JSON input"
         c = data[pos]
@@ -292,14 +300,14 @@ def _scan_number(data: bytes, pos: int) -> int | str:
     if data[pos] == 0x30:
         pos += 1
     else:
-        pos = _DIGITS.match(data, pos + 1).end()
+        pos = _span(_DIGITS, data, pos + 1)
     if pos < n and data[pos] == 0x2E:
         pos += 1
         if pos >= n:
             return "unexpected end of JSON input"
         if not 0x30 <= data[pos] <= 0x39:
             return f"invalid character {_quote_char(data[pos])} after decimal point in numeric literal"
-        pos = _DIGITS.match(data, pos + 1).end()
+        pos = _span(_DIGITS, data, pos + 1)
     if pos < n and data[pos] in b"eE":
         pos += 1
         if pos < n and data[pos] in b"+-":
@@ -308,7 +316,7 @@ def _scan_number(data: bytes, pos: int) -> int | str:
             return "unexpected end of JSON input"
         if not 0x30 <= data[pos] <= 0x39:
             return f"invalid character {_quote_char(data[pos])} in exponent of numeric literal"
-        pos = _DIGITS.match(data, pos + 1).end()
+        pos = _span(_DIGITS, data, pos + 1)
     return pos
 
 

@@ -151,7 +151,7 @@ class _Connection(asyncio.Protocol):
             hi = b'+HI {"v":2,"i":%d,"s":"%s"}\r\n' % (self._iters, self._salt.encode())
         else:
             hi = b'+HI {"v":2}\r\n'
-        self.transport.write(hi)
+        transport.write(hi)  # type: ignore[attr-defined]
         self._timer = srv._loop.call_later(srv.handshake_timeout, self._handshake_expired)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -426,7 +426,6 @@ class _Connection(asyncio.Protocol):
         return _bulk(gojson.dumps_map(result))
 
     def cmd_fetch(self, line: bytes) -> bytes | None:
-        srv = self.srv
         worker = self.worker
         if worker is not None and worker.state != RUNNING:
             return self._block(())
@@ -450,7 +449,8 @@ class _Connection(asyncio.Protocol):
             return b"$%d\r\n%s\r\n" % (len(payload), payload)
         return self._block(queues)
 
-    def _block(self, queues: tuple[str, ...]) -> None:
+    def _block(self, queues: tuple[str, ...]) -> bytes | None:
+        """Park the connection in FETCH (no reply yet: ``None``)."""
         self._blocked = True
         self.queues = queues
         if queues:

@@ -381,9 +381,10 @@ class Store:
         name = job["queue"]
         q = self.queues.get(name)
         if q is None:
-            q = self._known_queue(name)
-            if isinstance(q, str):
-                return f"cannot get {gojson.go_quote(name)} queue: {q}"
+            known = self._known_queue(name)
+            if isinstance(known, str):
+                return f"cannot get {gojson.go_quote(name)} queue: {known}"
+            q = known
         job["enqueued_at"] = gojson.format_time(now)
         rec = JobRecord(self.new_rid(), QUEUE, name, 0.0, jid, gojson.marshal_job(job),
                         reserve_for=reserve_for, enqueued_at=now)

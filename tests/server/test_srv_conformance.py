@@ -12,7 +12,7 @@ import time
 
 import pytest
 from conftest import Target, internals
-from srv_helpers import REAL, Raw, normalize, pwdhash, wait_for
+from srv_helpers import Raw, normalize, pwdhash, wait_for
 
 
 def job(jid: str, queue: str = "probe", **extra) -> bytes:
@@ -215,7 +215,7 @@ FETCH_EXPECTED = [
 
 
 def test_fetch_transcript(raw: Raw) -> None:
-    for sent, expected in PUSH_CASES:
+    for sent, _ in PUSH_CASES:
         raw.cmd(sent)
     for sent, expected in FETCH_EXPECTED:
         assert normalize(raw.cmd(sent)) == normalize(expected), sent
