@@ -542,6 +542,9 @@ async def test_second_sigint_stops_at_once_and_fails_the_running_job(server):
             os.kill(os.getpid(), signal.SIGINT)
             await asyncio.wait_for(task, 5)  # not the 30 s timeout
         assert worker.killed and worker.abandoned == 1
+        # the killed fetchers' FETCHes may still be blocked on the server: once it has seen
+        # their connections close, the requeued job cannot be handed to one of them
+        await asyncio.to_thread(server.call, server.server.wait_worker_gone, worker.wid, timeout=10)
         failure = await failure_of(client, jid)
     assert failure["errtype"] == "JobCancelledError"
 
