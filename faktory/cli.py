@@ -10,7 +10,7 @@ import asyncio
 import importlib
 import os
 import sys
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Callable, Coroutine, Sequence
 
 __all__ = ["main", "run_loop", "loop_choice"]
 
@@ -36,7 +36,7 @@ def loop_choice(value: str | None = None) -> str:
     return choice
 
 
-def run_loop(main: Callable[[], Awaitable[Any]], loop: str | None = None) -> Any:
+def run_loop(main: Callable[[], Coroutine[Any, Any, Any]], loop: str | None = None) -> Any:
     """Run ``main()`` to completion on uvloop (default) or the standard asyncio loop."""
     if loop_choice(loop) == "uvloop":
         import uvloop

@@ -65,7 +65,7 @@ _decode = json.JSONDecoder().decode
 
 def _loads(reply: bytes | str) -> Any:
     # json.loads(bytes) sniffs the encoding first; the server always sends UTF-8.
-    return _decode(reply.decode("utf-8") if type(reply) is bytes else reply)
+    return _decode(reply.decode("utf-8") if isinstance(reply, bytes) else reply)
 
 
 def parse_url(url: str) -> tuple[str, int, str | None, bool]:

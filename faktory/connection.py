@@ -105,7 +105,7 @@ class Connection(asyncio.Protocol):
     async def open(cls, host: str, port: int, *, password: str | None = None,
                    ssl: _ssl.SSLContext | None = None, server_hostname: str | None = None,
                    hello: dict[str, Any] | None = None, connect_timeout: float = 5.0,
-                   command_timeout: float = 10.0, codec: ModuleType | None = None) -> Connection:
+                   command_timeout: float | None = 10.0, codec: ModuleType | None = None) -> Connection:
         """Connect, read ``HI``, send ``HELLO`` and wait for ``+OK``, all within
         ``connect_timeout`` seconds.
 
@@ -163,10 +163,10 @@ class Connection(asyncio.Protocol):
         except (ValueError, KeyError, TypeError):
             raise HandshakeError(f"malformed HI from {self.host}:{self.port}: {greeting!r}") from None
         if version != PROTOCOL_VERSION:
-            exc = HandshakeError(
+            err = HandshakeError(
                 f"{self.host}:{self.port} speaks Faktory protocol v{version}, this client v{PROTOCOL_VERSION}")
-            exc.permanent = True  # type: ignore[attr-defined]
-            raise exc
+            err.permanent = True  # type: ignore[attr-defined]
+            raise err
         self.server_info = info
         payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "hostname": socket.gethostname()}
         if hello:

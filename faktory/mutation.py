@@ -54,7 +54,7 @@ class Mutation:
         self._glob = glob
 
     def _copy(self, **changes: Any) -> Mutation:
-        fields = {"jobtype": self._jobtype, "jids": self._jids, "glob": self._glob}
+        fields: dict[str, Any] = {"jobtype": self._jobtype, "jids": self._jids, "glob": self._glob}
         fields.update(changes)
         return Mutation(self._client, self.target, **fields)
 

@@ -196,7 +196,7 @@ def _is_async_callable(fn: Any) -> bool:
         fn = fn.func
     if inspect.iscoroutinefunction(fn):
         return True
-    call = getattr(type(fn), "__call__", None)  # an instance with an async __call__
+    call = getattr(type(fn), "__call__", None)  # noqa: B004  # an instance with an async __call__
     return call is not None and inspect.iscoroutinefunction(call)
 
 
