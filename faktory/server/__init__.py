@@ -7,9 +7,13 @@
 
     with ServerThread() as st:    # in a background thread, for sync code and tests
         st.url
+
+    with ServerProcess() as sp:   # in a child process (its own core; SIGKILL for crash tests)
+        sp.url
 """
 from faktory.server.clock import Clock, ManualClock
 from faktory.server.persist import JobRecord, MemoryPersistence, Persistence, Snapshot
+from faktory.server.process import ServerProcess, ServerStartError, free_port
 from faktory.server.server import DEFAULT_PORT, VERSION, FaktoryServer
 from faktory.server.thread import ServerThread
 
@@ -18,6 +22,9 @@ __all__ = [
     "ManualClock",
     "FaktoryServer",
     "ServerThread",
+    "ServerProcess",
+    "ServerStartError",
+    "free_port",
     "Persistence",
     "MemoryPersistence",
     "JobRecord",

@@ -22,15 +22,13 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
 
-from durable_kit import (ROOT, ServerProcess, Wire, WireError, free_port, job, rfc3339,
-                         snapshot_files)
-from faktory.server import FaktoryServer, ManualClock, ServerThread
+from durable_kit import Wire, WireError, job, rfc3339, snapshot_files
+from faktory.server import (FaktoryServer, ManualClock, ServerProcess, ServerStartError,
+                            ServerThread)
 from faktory.server.persist import JobRecord
 from faktory.server.sqlite import SCHEMA_VERSION, SqlitePersistence, StorageError
 
@@ -87,7 +85,7 @@ def test_sigkill_restores_every_state(tmp_path):
             busy = w.fetch("work")
             assert busy["jid"] == "busy-00001"                           # in progress
             before = summary(w.info())
-            srv.sigkill()  # while the connection is still open, like a crash
+            srv.kill()  # while the connection is still open, like a crash
     assert before == {
         "queues": {"alpha": 5, "beta": 3, "gamma": 2, "work": 0},
         "sets": {"dead": 2, "retries": 1, "scheduled": 2, "working": 1},
@@ -137,7 +135,7 @@ def test_each_acknowledged_change_survives_immediate_sigkill(tmp_path):
         with ServerProcess(db) as srv:
             with Wire(srv.port, wid="durable-step") as w:
                 action(w)
-                srv.sigkill()  # immediately after the reply arrived
+                srv.kill()  # immediately after the reply arrived
         with ServerProcess(db) as srv, Wire(srv.port) as w:
             assert summary(w.info()) == expect
 
@@ -172,7 +170,7 @@ def test_pipelined_burst_all_acknowledged_none_lost(tmp_path):
             replies = [w.reply() for _ in range(n)]
             assert replies == ["OK"] * n
             assert wb1.reply() == b"{}" and wb2.reply() == b"{}"
-            srv.sigkill()
+            srv.kill()
     with ServerProcess(db) as srv, Wire(srv.port) as w:
         assert w.info()["faktory"]["queues"] == {"burst": n, "bulk0": 500, "bulk1": 500}
         assert jids([w.fetch("burst") for _ in range(3)]) == [f"burst-{i:06d}" for i in range(3)]
@@ -197,7 +195,7 @@ def test_flush_queue_remove_and_mutate_persist(tmp_path):
             w.mutate("kill", "scheduled", jobtype="Other")         # sched-b001 -> dead
             w.mutate("requeue", "scheduled", jids=["sched-d001"])  # -> qc
             before = summary(w.info())
-            srv.sigkill()
+            srv.kill()
     assert before["queues"] == {"qc": 2}
     assert before["sets"] == {"dead": 1, "retries": 0, "scheduled": 1, "working": 0}
     with ServerProcess(db) as srv:
@@ -211,7 +209,7 @@ def test_flush_queue_remove_and_mutate_persist(tmp_path):
             w.push(job("pre-flush1", "qd"))
             assert w.cmd("ACK", {"jid": "qb-again-01"}) == "OK"
             assert w.cmd("FLUSH") == "OK"
-            srv.sigkill()
+            srv.kill()
     with ServerProcess(db) as srv, Wire(srv.port) as w:
         assert summary(w.info()) == {
             "queues": {}, "sets": {"dead": 0, "retries": 0, "scheduled": 0, "working": 0},
@@ -221,13 +219,10 @@ def test_flush_queue_remove_and_mutate_persist(tmp_path):
 def test_cli_refuses_a_file_that_is_not_ours(tmp_path):
     bogus = tmp_path / "notes.txt"
     bogus.write_text("not a database, just notes\n" * 100)
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run(
-        [sys.executable, "-m", "faktory", "server", "--bind", f"127.0.0.1:{free_port()}",
-         "--storage", str(bogus)], capture_output=True, text=True, timeout=20, env=env,
-        stdin=subprocess.DEVNULL)
-    assert proc.returncode != 0
-    assert "not a faktory-turbo data file" in proc.stdout + proc.stderr
+    with pytest.raises(ServerStartError) as refused:
+        ServerProcess(bogus).start()
+    assert refused.value.returncode != 0
+    assert "not a faktory-turbo data file" in refused.value.output
     assert bogus.read_text().startswith("not a database")  # untouched
 
 
@@ -526,8 +521,8 @@ def test_random_workload_restores_the_exact_state(tmp_path, seed):
                 assert w.cmd("PUSHB", [random_job() for _ in range(5)]) == b"{}"
             elif op < 0.56:
                 order = rng.sample(queues, 3)
-                ready = st.call(lambda: any(store.queues.get(q) and q not in store.paused
-                                            for q in order))
+                ready = st.call(lambda qs: any(store.queues.get(q) and q not in store.paused
+                                               for q in qs), order)
                 if ready:  # never a blocking FETCH
                     fetched.append(w.fetch(*order)["jid"])
             elif op < 0.66 and fetched:
