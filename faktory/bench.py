@@ -12,51 +12,22 @@ import argparse
 import asyncio
 import contextlib
 import os
-import socket
-import subprocess
 import sys
 import time
 import uuid
-from typing import Iterator, Sequence
+from typing import Sequence
 
 __all__ = ["main"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _start_server(stack: contextlib.ExitStack, loop: str, storage: str | None) -> str:
+    """Start the embedded server in a child process (stopped when ``stack`` closes)."""
+    from faktory.server.process import ServerProcess, ServerStartError
 
-
-@contextlib.contextmanager
-def _server_process(loop: str, storage: str | None) -> Iterator[str]:
-    """Run ``faktory server`` in a child process; yield its URL once it accepts connections."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "faktory", "server", "--bind", f"127.0.0.1:{port}", "--loop", loop]
-    if storage:
-        cmd += ["--storage", storage]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise SystemExit(f"faktory bench: the server exited with {proc.returncode}: {err}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit("faktory bench: the server did not start within 15 s")
-                time.sleep(0.05)
-        yield f"tcp://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        return stack.enter_context(ServerProcess(storage, loop=loop, start_timeout=15)).url
+    except ServerStartError as exc:
+        raise SystemExit(f"faktory bench: {exc}") from exc
 
 
 def _payload(queue: str, arg: int) -> dict:
@@ -133,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     loop = loop_choice(args.loop)
     with contextlib.ExitStack() as stack:
-        url = args.url or stack.enter_context(_server_process(loop, args.storage))
+        url = args.url or _start_server(stack, loop, args.storage)
         where = args.url or f"embedded server ({'durable: ' + args.storage if args.storage else 'in memory'})"
         print(f"faktory bench: {where}, codec {IMPLEMENTATION}, loop {loop}, pid {os.getpid()}")
         results = run_loop(lambda: _run(url, args.jobs, args.concurrency, sys.stdout), loop)
