@@ -14,12 +14,6 @@ Run: ``python -m pytest benchmarks/bench_client.py --benchmark-only``.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from typing import Any, Iterator
 
 import pytest
@@ -32,8 +26,8 @@ except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
 from faktory.client import Client
 from faktory.connection import Connection
 from faktory.job import Job
+from faktory.server import ServerProcess
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDTRIPS = 2000
 BULK = 1000
 
@@ -43,41 +37,11 @@ BENCHMARK_GATES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    """``python -m faktory server`` in a child process, stopped by its pid."""
-    port = _free_port()
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "faktory", "server", "--bind", f"127.0.0.1:{port}", "--log-level", "warning"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not start")
-                time.sleep(0.05)
-        yield f"tcp://127.0.0.1:{port}"
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+    """The embedded server in a child process (its own core), stopped by its pid."""
+    with ServerProcess(args=["--log-level", "warning"]) as srv:
+        yield srv.url
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,8 @@ Run: ``python -m pytest benchmarks/bench_worker.py --benchmark-only``, or
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from typing import Iterator
@@ -40,6 +37,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
     uvloop = None
 
 from faktory import protocol
+from faktory.server import ServerProcess
 
 JOBS = int(os.environ.get("FAKTORY_BENCH_JOBS", "20000"))
 CONCURRENCY = 20
@@ -73,48 +71,6 @@ BENCHMARK_GATES = [
         "min_ratio": 1 / 1.05,
     },
 ]
-
-
-# -- the server process -------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def server_process() -> Iterator[str]:
-    """``faktory server`` (uvloop) in a child process; yields its URL once it answers."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "faktory", "server", "--bind", f"127.0.0.1:{port}", "--loop", "uvloop"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {proc.returncode}: "
-                                   f"{proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    sock.settimeout(2)
-                    if sock.recv(64).startswith(b"+HI"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("the server did not start within 20 s")
-            time.sleep(0.05)  # not a test: waiting for a child process to listen
-        yield f"tcp://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class LoopThread:
@@ -238,8 +194,8 @@ async def drain_bare(lt: LoopThread, url: str, codec_name: str = "cython",
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    with server_process() as url:
-        yield url
+    with ServerProcess(loop="uvloop") as srv:
+        yield srv.url
 
 
 @pytest.fixture
@@ -295,7 +251,8 @@ def test_bare_loop(benchmark, server_url, loop_thread, measure):
 def main() -> int:
     """Plain figures: ``python benchmarks/bench_worker.py``."""
     rows = []
-    with server_process() as url:
+    with ServerProcess(loop="uvloop") as srv:
+        url = srv.url
         lt = LoopThread()
         try:
             for label, drain in [
