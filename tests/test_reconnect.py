@@ -5,7 +5,6 @@ real server never sends."""
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 
@@ -17,22 +16,9 @@ from faktory.errors import (
     InvalidPasswordError,
     ProtocolError,
 )
-
-try:
-    from faktory.server import ServerThread
-except ImportError:  # pragma: no cover - the server is being written in parallel
-    ServerThread = None  # type: ignore[assignment,misc]
-
-needs_embedded = pytest.mark.skipif(ServerThread is None, reason="faktory.server is not available")
+from faktory.server import ServerThread, free_port
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@needs_embedded
 @pytest.mark.internals
 async def test_connection_dropped_while_fetch_is_blocked(faktory_server):
     async with Client(faktory_server.url, pool_size=1) as client:
@@ -49,7 +35,6 @@ async def test_connection_dropped_while_fetch_is_blocked(faktory_server):
         await client.ack(jid)
 
 
-@needs_embedded
 @pytest.mark.internals
 async def test_idle_connections_dropped_are_replaced(faktory_server):
     async with Client(faktory_server.url, pool_size=3) as client:
@@ -60,7 +45,6 @@ async def test_idle_connections_dropped_are_replaced(faktory_server):
         assert (await client.info())["faktory"]["queues"]["repl"] == 5
 
 
-@needs_embedded
 @pytest.mark.internals
 @pytest.mark.timeout_s(60)
 async def test_server_down_then_back_same_client_carries_on():
