@@ -173,17 +173,10 @@ def syntax_error(data: bytes) -> str | None:
                 pos += 1
                 # fall to end-of-value handling
             else:
-                if data[pos] != 0x22:
-                    return err(pos, "looking for beginning of object key string")
-                r = _scan_string(data, pos)
+                r = _scan_key(data, pos)
                 if isinstance(r, str):
                     return r
-                pos = _span(_WS, data, r)
-                if pos >= n:
-                    return "unexpected end of JSON input"
-                if data[pos] != 0x3A:
-                    return err(pos, "after object key")
-                pos += 1
+                pos = r
                 stack.append(0)
                 continue
         elif c == 0x5B:  # [
@@ -228,20 +221,10 @@ def syntax_error(data: bytes) -> str | None:
             c = data[pos]
             if stack[-1] == 0:
                 if c == 0x2C:
-                    pos = _span(_WS, data, pos + 1)
-                    if pos >= n:
-                        return "unexpected end of JSON input"
-                    if data[pos] != 0x22:
-                        return err(pos, "looking for beginning of object key string")
-                    r = _scan_string(data, pos)
+                    r = _scan_key(data, _span(_WS, data, pos + 1))
                     if isinstance(r, str):
                         return r
-                    pos = _span(_WS, data, r)
-                    if pos >= n:
-                        return "unexpected end of JSON input"
-                    if data[pos] != 0x3A:
-                        return err(pos, "after object key")
-                    pos += 1
+                    pos = r
                     break  # expect a value
                 if c == 0x7D:
                     stack.pop()
@@ -256,6 +239,25 @@ def syntax_error(data: bytes) -> str | None:
                 pos += 1
                 continue
             return err(pos, "after array element")
+
+
+def _scan_key(data: bytes, pos: int) -> int | str:
+    # An object key and its colon from data[pos] (blanks before it skipped): returns the
+    # index after the colon, or an error.
+    n = len(data)
+    if pos >= n:
+        return "unexpected end of JSON input"
+    if data[pos] != 0x22:
+        return f"invalid character {_quote_char(data[pos])} looking for beginning of object key string"
+    r = _scan_string(data, pos)
+    if isinstance(r, str):
+        return r
+    pos = _span(_WS, data, r)
+    if pos >= n:
+        return "unexpected end of JSON input"
+    if data[pos] != 0x3A:
+        return f"invalid character {_quote_char(data[pos])} after object key"
+    return pos + 1
 
 
 def _scan_string(data: bytes, pos: int) -> int | str:
@@ -472,17 +474,8 @@ def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _
             _type_error(errs, "number " + _num_lit(item), struct, path, gotype)
             return _SKIP
         return item
-    if kind == ANY_LIST:
-        if type(item) is not list:
-            _type_error(errs, kind_of(item), struct, path, gotype)
-            return _SKIP
-        try:
-            return normalize_any(item)
-        except _Overflow as exc:
-            _type_error(errs, "number " + exc.args[0], struct, path, "float64")
-            return _SKIP
-    if kind == ANY_MAP:
-        if type(item) is not dict:
+    if kind == ANY_LIST or kind == ANY_MAP:
+        if type(item) is not (list if kind == ANY_LIST else dict):
             _type_error(errs, kind_of(item), struct, path, gotype)
             return _SKIP
         try:
