@@ -422,25 +422,26 @@ def decode_struct(value: Any, schema: Schema, errors: _Errors | None = None, *,
     """Decode a parsed JSON value into ``schema`` the Go way.
 
     Returns a dict of the fields present (JSON names as keys, normalised values), or
-    ``None`` for JSON ``null``.  The first type error is left in ``errors.first``.
+    ``None`` for JSON ``null``.  The first type error is left in ``errors.first``, or
+    raised as :class:`JSONError` when no ``errors`` collector is given.
     """
     errs = errors if errors is not None else _Errors()
     if value is None:
         return None
+    out: dict[str, Any] = {}
     if not isinstance(value, dict):
         _type_error(errs, kind_of(value), struct, path, schema.go_name)
-        return {}
-    out: dict[str, Any] = {}
-    top = struct or schema.short
-    for key, item in value.items():
-        name = _field_for(schema, key)
-        if name is None:
-            continue
-        _, kind, gotype, sub = schema.fields[name]
-        fpath = f"{path}.{name}" if path else name
-        decoded = _decode_field(item, kind, gotype, sub, errs, top, fpath)
-        if decoded is not _SKIP:
-            out[name] = decoded
+    else:
+        top = struct or schema.short
+        for key, item in value.items():
+            name = _field_for(schema, key)
+            if name is None:
+                continue
+            _, kind, gotype, sub = schema.fields[name]
+            fpath = f"{path}.{name}" if path else name
+            decoded = _decode_field(item, kind, gotype, sub, errs, top, fpath)
+            if decoded is not _SKIP:
+                out[name] = decoded
     if errors is None and errs.first is not None:
         raise JSONError(errs.first)
     return out

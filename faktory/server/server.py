@@ -302,11 +302,7 @@ class _Connection(asyncio.Protocol):
             self._abort_handshake()
             return None
         try:
-            obj = gojson.loads(line[5:])
-            errs = gojson.errors()
-            hello = gojson.decode_struct(obj, gojson.CLIENT_DATA, errs) or {}
-            if errs.first is not None:
-                raise gojson.JSONError(errs.first)
+            hello = gojson.decode_struct(gojson.loads(line[5:]), gojson.CLIENT_DATA) or {}
         except gojson.JSONError as exc:
             log.info("Invalid client data in HELLO: %s", exc)
             self._abort_handshake()
@@ -506,11 +502,7 @@ class _Connection(asyncio.Protocol):
             return INTERNAL
         data = line[5:]
         try:
-            obj = gojson.loads(data)
-            errs = gojson.errors()
-            payload = gojson.decode_struct(obj, gojson.FAIL_PAYLOAD, errs) or {}
-            if errs.first is not None:
-                raise gojson.JSONError(errs.first)
+            payload = gojson.decode_struct(gojson.loads(data), gojson.FAIL_PAYLOAD) or {}
         except gojson.JSONError:
             return b"-ERR invalid FAIL " + data + b"\r\n"
         error = self.store.fail(payload.get("jid", ""), payload.get("errtype", ""),
@@ -522,11 +514,7 @@ class _Connection(asyncio.Protocol):
             return INTERNAL
         data = line[5:]
         try:
-            obj = gojson.loads(data)
-            errs = gojson.errors()
-            beat = gojson.decode_struct(obj, gojson.CLIENT_BEAT, errs) or {}
-            if errs.first is not None:
-                raise gojson.JSONError(errs.first)
+            beat = gojson.decode_struct(gojson.loads(data), gojson.CLIENT_BEAT) or {}
         except gojson.JSONError:
             return b"-ERR invalid BEAT " + data + b"\r\n"
         wid = beat.get("wid", "")
@@ -555,11 +543,7 @@ class _Connection(asyncio.Protocol):
         if len(parts) != 2:
             return b"-ERR invalid format\r\n"
         try:
-            obj = gojson.loads(parts[1])
-            errs = gojson.errors()
-            op = gojson.decode_struct(obj, gojson.OPERATION, errs) or {}
-            if errs.first is not None:
-                raise gojson.JSONError(errs.first)
+            op = gojson.decode_struct(gojson.loads(parts[1]), gojson.OPERATION) or {}
         except gojson.JSONError as exc:
             return _err(str(exc))
         error = self.store.mutate(op)
