@@ -329,6 +329,33 @@ cdef inline int _put(_Out* out, const char* p, Py_ssize_t n) except -1:
     return 0
 
 
+cdef inline char _short_escape(unsigned int c) noexcept:
+    # The letter of a two-character escape (\" \\ \b \f \n \r \t), 0 when there is none.
+    if c == 34 or c == 92:
+        return <char>c
+    if c == 8:
+        return 98
+    if c == 12:
+        return 102
+    if c == 10:
+        return 110
+    if c == 13:
+        return 114
+    if c == 9:
+        return 116
+    return 0
+
+
+cdef inline void _put_u_escape(char* w, unsigned int u) noexcept:
+    # \uXXXX (lower-case hex, as json.dumps writes it) at w[0:6]
+    w[0] = 92
+    w[1] = 117
+    w[2] = _HEX[(u >> 12) & 15]
+    w[3] = _HEX[(u >> 8) & 15]
+    w[4] = _HEX[(u >> 4) & 15]
+    w[5] = _HEX[u & 15]
+
+
 cdef int _put_str(_Out* out, object text) except -1:
     # The stdlib's encode_basestring_ascii: printable ASCII but '"' and '\\' as is,
     # the usual short escapes, everything else \\u00XX / \\uXXXX / a surrogate pair.
@@ -336,8 +363,9 @@ cdef int _put_str(_Out* out, object text) except -1:
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
     cdef Py_ssize_t i
-    cdef unsigned int c, high  # not Py_UCS4: Cython treats that as a 1-char str
+    cdef unsigned int c  # not Py_UCS4: Cython treats that as a 1-char str
     cdef char* w
+    cdef char e
     _reserve(out, n + 2)
     w = out.data + out.len
     w[0] = 34
@@ -362,42 +390,17 @@ cdef int _put_str(_Out* out, object text) except -1:
             w[0] = <char>c
             out.len += 1
             continue
-        w[0] = 92
-        if c == 34 or c == 92:
-            w[1] = <char>c
+        e = _short_escape(c)
+        if e:
+            w[0] = 92
+            w[1] = e
             out.len += 2
-        elif c == 8:
-            w[1] = 98
-            out.len += 2
-        elif c == 12:
-            w[1] = 102
-            out.len += 2
-        elif c == 10:
-            w[1] = 110
-            out.len += 2
-        elif c == 13:
-            w[1] = 114
-            out.len += 2
-        elif c == 9:
-            w[1] = 116
-            out.len += 2
+        elif c >= 0x10000:  # outside the BMP: a surrogate pair
+            _put_u_escape(w, 0xD800 | ((c - 0x10000) >> 10))
+            _put_u_escape(w + 6, 0xDC00 | ((c - 0x10000) & 0x3FF))
+            out.len += 12
         else:
-            if c >= 0x10000:
-                high = 0xD800 | ((c - 0x10000) >> 10)
-                c = 0xDC00 | ((c - 0x10000) & 0x3FF)
-                w[1] = 117
-                w[2] = _HEX[(high >> 12) & 15]
-                w[3] = _HEX[(high >> 8) & 15]
-                w[4] = _HEX[(high >> 4) & 15]
-                w[5] = _HEX[high & 15]
-                w[6] = 92
-                w += 6
-                out.len += 6
-            w[1] = 117
-            w[2] = _HEX[(c >> 12) & 15]
-            w[3] = _HEX[(c >> 8) & 15]
-            w[4] = _HEX[(c >> 4) & 15]
-            w[5] = _HEX[c & 15]
+            _put_u_escape(w, c)
             out.len += 6
     _reserve(out, 1)
     out.data[out.len] = 34
