@@ -84,3 +84,36 @@ async def handshake(reader, writer, hi: bytes = HI) -> bytes:
     writer.write(b"+OK\r\n")
     await writer.drain()
     return hello
+
+
+# -- scripts more than one test module plays ----------------------------------------------------
+
+def answers(*replies: bytes, hi: bytes = HI) -> Script:
+    """A peer that completes the handshake, answers the commands it reads with ``replies``
+    (one each, in order) and then waits for the client to hang up."""
+    async def script(reader, writer) -> None:
+        await handshake(reader, writer, hi)
+        for reply in replies:
+            await reader.readline()
+            writer.write(reply)
+            await writer.drain()
+        await reader.read()
+
+    return script
+
+
+async def closes_mid_reply(reader, writer) -> None:
+    """Handshake, read one command, send the start of a bulk reply and close."""
+    await handshake(reader, writer)
+    await reader.readline()
+    writer.write(b'$100\r\n{"jid":')
+    await writer.drain()
+    writer.close()
+
+
+async def rejects_password(reader, writer) -> None:
+    """Ask for a password (HI with a salt), answer the HELLO with ``Invalid password``, close."""
+    writer.write(b'+HI {"v":2,"i":2,"s":"00ff"}\r\n')
+    await reader.readline()
+    writer.write(b"-ERR Invalid password\r\n")
+    writer.close()

@@ -21,13 +21,7 @@ from faktory.errors import (
     ServerError,
     UnknownWorkerError,
 )
-
-try:
-    from faktory.server import ServerThread
-except ImportError:  # pragma: no cover - the server is being written in parallel
-    ServerThread = None  # type: ignore[assignment,misc]
-
-needs_embedded = pytest.mark.skipif(ServerThread is None, reason="faktory.server is not available")
+from faktory.server import ServerThread
 
 
 async def queue_sizes(client: Client) -> dict[str, int]:
@@ -182,7 +176,6 @@ async def test_fetch_validates_queue_names_before_sending(faktory_url):
     assert client._size == 0
 
 
-@needs_embedded
 @pytest.mark.internals
 async def test_fetch_returns_none_when_nothing_arrives():
     with ServerThread(port=0, fetch_timeout=0.1) as server:
@@ -190,7 +183,6 @@ async def test_fetch_returns_none_when_nothing_arrives():
             assert await client.fetch("empty") is None
 
 
-@needs_embedded
 @pytest.mark.internals
 async def test_fetch_allows_for_the_servers_blocking_wait():
     # The server holds an empty FETCH longer than the command timeout: FETCH gets 2 s more.
@@ -210,7 +202,7 @@ async def test_fail_from_exception_reaches_the_retry_set(faktory_url):
         jid = await client.push(Job("Boom", queue="failq"))
         await client.fetch("failq")
         try:
-            1 / 0
+            raise ZeroDivisionError("division by zero")
         except ZeroDivisionError as exc:
             await client.fail(jid, exc)
         info = await client.info()
@@ -268,7 +260,6 @@ async def test_unknown_worker(faktory_url):
             await client.send("BEAT", '{"wid":"nobody-here"}')
 
 
-@needs_embedded
 @pytest.mark.internals
 async def test_beat_reports_operator_quiet(faktory_server):
     async with Client(faktory_server.url, wid="beat-worker-2") as client:
@@ -396,7 +387,6 @@ async def test_waiter_cancelled_while_pool_is_full(faktory_url):
 
 # -- password --------------------------------------------------------------------------------
 
-@needs_embedded
 @pytest.mark.internals
 async def test_password_auth():
     password = "p@ss w/rd%é"
@@ -474,7 +464,6 @@ async def test_push_bulk_small_inputs(faktory_url):
             await client.push_bulk([], chunk_size=0)
 
 
-@needs_embedded
 @pytest.mark.internals
 async def test_worker_hello_registers_wid_hostname_pid_labels(faktory_server):
     async with Client(faktory_server.url, wid="hello-worker", labels=["blue", "green"],
@@ -490,17 +479,10 @@ async def test_worker_hello_registers_wid_hostname_pid_labels(faktory_server):
 
 async def test_beat_parses_a_simple_string_state_too():
     # The real server sends the state as a bulk string; the spec shows "+{...}": accept both.
-    from _fakes import FakePeer, handshake
+    from _fakes import FakePeer, answers
 
-    async def script(reader, writer):
-        await handshake(reader, writer)
-        await reader.readline()
-        writer.write(b'+{"state":"quiet"}\r\n')
-        await reader.readline()
-        writer.write(b'$21\r\n{"state":"terminate"}\r\n')
-        await reader.readline()
-
-    async with FakePeer(script) as peer:
+    async with FakePeer(answers(b'+{"state":"quiet"}\r\n',
+                                b'$21\r\n{"state":"terminate"}\r\n')) as peer:
         async with Client(peer.url, wid="fake-worker") as client:
             assert await client.beat() == "quiet"
             assert await client.beat() == "terminate"

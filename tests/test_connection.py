@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from _fakes import HI, FakePeer, handshake
+from _fakes import HI, FakePeer, answers, closes_mid_reply, handshake, rejects_password
 from faktory import protocol
 from faktory.connection import Connection, ConnectionProtocolError, NotSentError, hash_password
 from faktory.errors import (
@@ -61,11 +61,7 @@ async def test_hello_fields_and_pwdhash():
 
 
 async def test_producer_hello_has_hostname_and_no_password_without_salt():
-    async def script(reader, writer):
-        await handshake(reader, writer)
-        await reader.readline()
-
-    async with FakePeer(script) as peer:
+    async with FakePeer(answers()) as peer:
         conn = await Connection.open("127.0.0.1", peer.port, password="ignored")
         conn.close()
     body = json.loads(peer.received[0][0][6:])
@@ -153,13 +149,7 @@ async def test_refused_connection_is_a_connection_error():
 
 
 async def test_invalid_password_reply_raises_invalid_password_error():
-    async def script(reader, writer):
-        writer.write(b'+HI {"v":2,"i":1,"s":"ab"}\r\n')
-        await reader.readline()
-        writer.write(b"-ERR Invalid password\r\n")
-        writer.close()
-
-    async with FakePeer(script) as peer:
+    async with FakePeer(rejects_password) as peer:
         with pytest.raises(InvalidPasswordError):
             await Connection.open("127.0.0.1", peer.port, password="x")
 
@@ -194,14 +184,7 @@ async def test_garbage_bytes_fail_every_pending_command_with_one_protocol_error(
 
 
 async def test_close_in_the_middle_of_a_reply():
-    async def script(reader, writer):
-        await handshake(reader, writer)
-        await reader.readline()
-        writer.write(b"$100\r\n{\"jid\":")
-        await writer.drain()
-        writer.close()
-
-    async with FakePeer(script) as peer:
+    async with FakePeer(closes_mid_reply) as peer:
         conn = await Connection.open("127.0.0.1", peer.port)
         with pytest.raises(FaktoryConnectionError, match="closed the connection"):
             await conn.execute(b"FETCH default\r\n")
@@ -222,15 +205,7 @@ async def test_unsolicited_error_closes_the_connection():
 
 
 async def test_server_error_reply_is_raised_and_connection_stays_usable():
-    async def script(reader, writer):
-        await handshake(reader, writer)
-        await reader.readline()
-        writer.write(b"-NOTUNIQUE Job not unique\r\n")
-        await reader.readline()
-        writer.write(b"+OK\r\n")
-        await reader.readline()
-
-    async with FakePeer(script) as peer:
+    async with FakePeer(answers(b"-NOTUNIQUE Job not unique\r\n", b"+OK\r\n")) as peer:
         conn = await Connection.open("127.0.0.1", peer.port)
         with pytest.raises(ServerError) as info:
             await conn.execute(b"PUSH {}\r\n")
@@ -240,11 +215,7 @@ async def test_server_error_reply_is_raised_and_connection_stays_usable():
 
 
 async def test_command_timeout_closes_the_connection_and_fails_all_pending():
-    async def script(reader, writer):
-        await handshake(reader, writer)
-        await reader.read()  # never answers
-
-    async with FakePeer(script) as peer:
+    async with FakePeer(answers()) as peer:  # never answers a command
         conn = await Connection.open("127.0.0.1", peer.port, command_timeout=30)
         slow = asyncio.ensure_future(conn.execute(b"INFO\r\n"))
         with pytest.raises(CommandTimeout) as info:
@@ -273,11 +244,7 @@ async def test_pause_writing_holds_commands_until_resumed():
 
 
 async def test_tcp_nodelay_is_set():
-    async def script(reader, writer):
-        await handshake(reader, writer)
-        await reader.readline()
-
-    async with FakePeer(script) as peer:
+    async with FakePeer(answers()) as peer:
         conn = await Connection.open("127.0.0.1", peer.port)
         sock = conn._transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from _fakes import FakePeer, handshake
+from _fakes import FakePeer, answers, closes_mid_reply, handshake, rejects_password
 from faktory import Client, Job
 from faktory.errors import (
     FaktoryConnectionError,
@@ -77,19 +77,8 @@ async def test_server_down_for_good_gives_up_naming_the_address():
 
 # -- raw peers: the retry policy ---------------------------------------------------------------
 
-def closes_mid_reply():
-    async def script(reader, writer):
-        await handshake(reader, writer)
-        await reader.readline()
-        writer.write(b'$100\r\n{"jid":')
-        await writer.drain()
-        writer.close()
-
-    return script
-
-
 async def test_idempotent_command_is_resent_once_after_a_drop():
-    async with FakePeer(closes_mid_reply()) as peer:
+    async with FakePeer(closes_mid_reply) as peer:
         client = Client(peer.url, reconnect_timeout=0)
         with pytest.raises(FaktoryConnectionError, match="closed the connection"):
             await client.fetch("q")
@@ -99,7 +88,7 @@ async def test_idempotent_command_is_resent_once_after_a_drop():
 
 
 async def test_raw_send_is_not_resent_after_a_drop():
-    async with FakePeer(closes_mid_reply()) as peer:
+    async with FakePeer(closes_mid_reply) as peer:
         client = Client(peer.url, reconnect_timeout=0)
         with pytest.raises(FaktoryConnectionError):
             await client.send("FETCH", "q")
@@ -108,13 +97,7 @@ async def test_raw_send_is_not_resent_after_a_drop():
 
 
 async def test_bad_bytes_are_not_retried():
-    async def script(reader, writer):
-        await handshake(reader, writer)
-        await reader.readline()
-        writer.write(b"?what\r\n")
-        await reader.read()
-
-    async with FakePeer(script) as peer:
+    async with FakePeer(answers(b"?what\r\n")) as peer:
         client = Client(peer.url)
         with pytest.raises(ProtocolError):
             await client.info()
@@ -124,13 +107,7 @@ async def test_bad_bytes_are_not_retried():
 
 
 async def test_invalid_password_is_not_retried():
-    async def script(reader, writer):
-        writer.write(b'+HI {"v":2,"i":2,"s":"00ff"}\r\n')
-        await reader.readline()
-        writer.write(b"-ERR Invalid password\r\n")
-        writer.close()
-
-    async with FakePeer(script) as peer:
+    async with FakePeer(rejects_password) as peer:
         client = Client(peer.url, password="nope", reconnect_timeout=30)
         with pytest.raises(InvalidPasswordError):
             await client.connect()
@@ -168,7 +145,7 @@ async def test_handshake_drops_are_retried_with_backoff():
 
 
 async def test_push_bulk_raises_when_a_chunk_fails_for_good_and_leaves_no_task_behind():
-    async with FakePeer(closes_mid_reply()) as peer:
+    async with FakePeer(closes_mid_reply) as peer:
         client = Client(peer.url, pool_size=4, reconnect_timeout=0)
         jobs = (Job("Bulk", i, queue="b") for i in range(5000))
         with pytest.raises(FaktoryConnectionError):
