@@ -15,14 +15,21 @@ from conftest import Target, internals
 from srv_helpers import Raw, normalize, pwdhash, wait_for
 
 
-def job(jid: str, queue: str = "probe", **extra) -> bytes:
+def push_line(jid: str, queue: str = "probe", **extra) -> bytes:
+    """``PUSH {job}\r\n`` for a Probe job (retry always explicit)."""
     body = {"jid": jid, "jobtype": "Probe", "args": [1], "queue": queue, "retry": 25}
     body.update(extra)
-    return json.dumps(body, separators=(",", ":")).encode()
+    return b"PUSH " + json.dumps(body, separators=(",", ":")).encode() + b"\r\n"
 
 
 def info(raw: Raw) -> dict:
     return json.loads(raw.body(b"INFO\r\n"))
+
+
+def transcript(raw: Raw, exchanges: list[tuple[bytes, bytes]]) -> None:
+    """Send each command in turn; each reply must be exactly the one expected."""
+    for sent, expected in exchanges:
+        assert raw.cmd(sent) == expected, sent
 
 
 # --------------------------------------------------------------------------- handshake
@@ -141,8 +148,7 @@ PUSH_CASES = [
 
 
 def test_push_transcript(raw: Raw) -> None:
-    for sent, expected in PUSH_CASES:
-        assert raw.cmd(sent) == expected, sent
+    transcript(raw, PUSH_CASES)
     sets = info(raw)["faktory"]["sets"]
     assert sets["scheduled"] == 1
 
@@ -231,8 +237,8 @@ def test_fetch_transcript(raw: Raw) -> None:
 
 def test_fetch_is_fifo_and_in_argument_order(raw: Raw) -> None:
     for i in range(3):
-        raw.cmd(b"PUSH " + job(f"fifo-a-{i:04d}", "qa") + b"\r\n")
-        raw.cmd(b"PUSH " + job(f"fifo-b-{i:04d}", "qb") + b"\r\n")
+        raw.cmd(push_line(f"fifo-a-{i:04d}", "qa"))
+        raw.cmd(push_line(f"fifo-b-{i:04d}", "qb"))
     got = [json.loads(raw.body(b"FETCH qb qa\r\n"))["jid"] for _ in range(6)]
     assert got == [f"fifo-b-{i:04d}" for i in range(3)] + [f"fifo-a-{i:04d}" for i in range(3)]
 
@@ -254,7 +260,7 @@ def test_blocked_fetch_wakes_at_once_on_push_to_any_queue(slow_target: Target) -
     # be asked, so there the push may also land first and the FETCH find it at once)
     if slow_target.embedded:
         wait_for(lambda: slow_target.call(lambda: "wake-b" in slow_target.server.store.waiters))
-    assert producer.cmd(b"PUSH " + job("wake-jid-0001", "wake-b") + b"\r\n") == b"+OK\r\n"
+    assert producer.cmd(push_line("wake-jid-0001", "wake-b")) == b"+OK\r\n"
     body = worker.reply()
     assert b'"jid":"wake-jid-0001"' in body
     assert time.monotonic() - start < 1.5
@@ -270,9 +276,9 @@ def test_commands_pipelined_behind_a_blocked_fetch_wait(target: Target) -> None:
 # --------------------------------------------------------------------------- ACK / FAIL
 
 def test_ack_transcript(raw: Raw) -> None:
-    raw.cmd(b"PUSH " + job("probe-jid-0001") + b"\r\n")
+    raw.cmd(push_line("probe-jid-0001"))
     raw.body(b"FETCH probe\r\n")
-    for sent, expected in [
+    transcript(raw, [
         (b'ACK {"jid":"probe-jid-0001"}\r\n', b"+OK\r\n"),
         (b'ACK {"jid":"no-such-jid-123"}\r\n', b"+OK\r\n"),
         (b'ACK {"jid":"probe-jid-0001"}\r\n', b"+OK\r\n"),
@@ -280,15 +286,14 @@ def test_ack_transcript(raw: Raw) -> None:
         (b"ACK {oops\r\n", b"-ERR invalid ACK {oops\r\n"),
         (b"ACK {}\r\n", b"-ERR invalid ACK {}\r\n"),
         (b'ACK {"jid":123}\r\n', b'-ERR invalid ACK {"jid":123}\r\n'),
-    ]:
-        assert raw.cmd(sent) == expected, sent
+    ])
     assert info(raw)["faktory"]["total_processed"] == 1
 
 
 def test_fail_transcript(raw: Raw) -> None:
-    raw.cmd(b'PUSH {"jid":"probe-fail-0001","jobtype":"Probe","args":[1],"queue":"failq","retry":25}\r\n')
+    raw.cmd(push_line("probe-fail-0001", "failq"))
     assert b'"jid":"probe-fail-0001"' in raw.body(b"FETCH failq\r\n")
-    for sent, expected in [
+    transcript(raw, [
         (b'FAIL {"jid":"probe-fail-0001","errtype":"RuntimeError","message":"boom","backtrace":["a.py:1","b.py:2"]}\r\n',
          b"+OK\r\n"),
         (b'FAIL {"jid":"no-such-jid-456","errtype":"E","message":"m"}\r\n',
@@ -297,8 +302,7 @@ def test_fail_transcript(raw: Raw) -> None:
         (b"FAIL {bad\r\n", b"-ERR invalid FAIL {bad\r\n"),
         (b'FAIL {"jid":7}\r\n', b'-ERR invalid FAIL {"jid":7}\r\n'),
         (b"FAIL\r\n", b"-ERR internal error\r\n"),
-    ]:
-        assert raw.cmd(sent) == expected, sent
+    ])
     stats = info(raw)["faktory"]
     assert stats["sets"]["retries"] == 1
     assert stats["total_failures"] == 1
@@ -309,7 +313,7 @@ def test_failure_record_written_back_in_struct_order(raw: Raw) -> None:
     # the order of "failure" keys is inferred from the 1.10 struct layout (the same
     # field-alignment order that puts "retry" and "custom" first in the job): a run against
     # a real server (FAKTORY_TEST_URL) confirms or refutes it
-    raw.cmd(b'PUSH {"jid":"order-fail-1","jobtype":"Probe","args":[1],"queue":"ofq","retry":25}\r\n')
+    raw.cmd(push_line("order-fail-1", "ofq"))
     raw.body(b"FETCH ofq\r\n")
     raw.cmd(b'FAIL {"jid":"order-fail-1","errtype":"RuntimeError","message":"boom","backtrace":["a.py:1"]}\r\n')
     assert raw.cmd(b'MUTATE {"cmd":"requeue","target":"retries","filter":{"jids":["order-fail-1"]}}\r\n') == b"+OK\r\n"
@@ -324,7 +328,7 @@ def test_failure_record_written_back_in_struct_order(raw: Raw) -> None:
 # --------------------------------------------------------------------------- PUSHB
 
 def test_pushb_transcript(raw: Raw) -> None:
-    for sent, expected in [
+    transcript(raw, [
         (b'PUSHB [{"jid":"bulk-ok-0001","jobtype":"Probe","args":[1],"queue":"probe"},'
          b'{"jid":"bulk-ok-0002","jobtype":"Probe","args":[1],"queue":"probe"}]\r\n', b"$2\r\n{}\r\n"),
         (b'PUSHB [{"jid":"bulk-ok-0003","jobtype":"Probe","args":[1],"queue":"probe"},{"jid":"bulk-bad-0001","args":[]},'
@@ -338,8 +342,7 @@ def test_pushb_transcript(raw: Raw) -> None:
          b"-ERR invalid JSON: json: cannot unmarshal object into Go value of type []client.Job\r\n"),
         (b'PUSHB [{"jid":5}]\r\n',
          b"-ERR invalid JSON: json: cannot unmarshal number into Go struct field Job.jid of type string\r\n"),
-    ]:
-        assert raw.cmd(sent) == expected, sent
+    ])
     assert info(raw)["faktory"]["queues"]["probe"] == 4
     jids = [json.loads(raw.body(b"FETCH probe\r\n"))["jid"] for _ in range(4)]
     assert jids == ["bulk-ok-0001", "bulk-ok-0002", "bulk-ok-0003", "bulk-ok-0004"]
@@ -350,14 +353,13 @@ def test_pushb_transcript(raw: Raw) -> None:
 def test_beat_transcript(target: Target) -> None:
     worker = target.raw(wid="probe-worker-1", hostname="probe-host", pid=14867, labels=["probe"])
     producer = target.raw()
-    for sent, expected in [
+    transcript(worker, [
         (b'BEAT {"wid":"probe-worker-1"}\r\n', b"+OK\r\n"),
         (b'BEAT {"wid":"probe-worker-1","rss_kb":54176}\r\n', b"+OK\r\n"),
         (b'BEAT {"wid":"unknown-wid"}\r\n', b"-ERR unknown worker unknown-wid\r\n"),
         (b"BEAT {bad\r\n", b"-ERR invalid BEAT {bad\r\n"),
         (b'BEAT {"wid":"probe-worker-1","rss_kb":1.5}\r\n', b'-ERR invalid BEAT {"wid":"probe-worker-1","rss_kb":1.5}\r\n'),
-    ]:
-        assert worker.cmd(sent) == expected, sent
+    ])
     assert producer.cmd(b'BEAT {"wid":"probe-worker-1"}\r\n') == b"+OK\r\n"
     assert worker.cmd(b'BEAT {"wid":"probe-worker-1","current_state":"terminate"}\r\n') == \
         b'$21\r\n{"state":"terminate"}\r\n'
@@ -385,7 +387,7 @@ def test_quiet_signal_from_operator(target: Target) -> None:
     worker = target.raw(wid="probe-worker-1")
     target.call(target.server.quiet_worker, "probe-worker-1")
     assert worker.cmd(b'BEAT {"wid":"probe-worker-1"}\r\n') == b'$17\r\n{"state":"quiet"}\r\n'
-    assert worker.cmd(b"PUSH " + job("quiet-0001", "quietq") + b"\r\n") == b"+OK\r\n"
+    assert worker.cmd(push_line("quiet-0001", "quietq")) == b"+OK\r\n"
     start = time.monotonic()
     assert worker.cmd(b"FETCH quietq\r\n") == b"$-1\r\n"  # nothing for a quiet worker...
     assert time.monotonic() - start >= 0.2                 # ...after the full block
@@ -395,8 +397,8 @@ def test_quiet_signal_from_operator(target: Target) -> None:
 # --------------------------------------------------------------------------- QUEUE
 
 def test_queue_transcript(raw: Raw) -> None:
-    assert raw.cmd(b"PUSH " + job("pause-0001", "pq") + b"\r\n") == b"+OK\r\n"
-    raw.cmd(b"PUSH " + job("probe-0001", "probe") + b"\r\n")
+    assert raw.cmd(push_line("pause-0001", "pq")) == b"+OK\r\n"
+    raw.cmd(push_line("probe-0001", "probe"))
     assert raw.cmd(b"QUEUE PAUSE pq\r\n") == b"+OK\r\n"
     assert raw.cmd(b"FETCH pq\r\n") == b"$-1\r\n"
     assert raw.cmd(b"QUEUE PAUSE pq\r\n") == b"+OK\r\n"
@@ -406,7 +408,7 @@ def test_queue_transcript(raw: Raw) -> None:
     for sent in [b"QUEUE PAUSE nonexistent-q\r\n", b"QUEUE pause pq\r\n", b"QUEUE RESUME *\r\n",
                  b"QUEUE PAUSE pq probe\r\n", b"QUEUE RESUME pq probe\r\n"]:
         assert raw.cmd(sent) == b"+OK\r\n", sent
-    assert raw.cmd(b"PUSH " + job("lat-0001", "latq") + b"\r\n") == b"+OK\r\n"
+    assert raw.cmd(push_line("lat-0001", "latq")) == b"+OK\r\n"
     latency = raw.cmd(b"QUEUE LATENCY latq probe nonexistent-q\r\n")
     m = re.fullmatch(rb'\$[0-9]+\r\n\{"latq":([0-9.e-]+),"nonexistent-q":0,"probe":([0-9.e-]+)\}\r\n', latency)
     assert m, latency
@@ -420,8 +422,8 @@ def test_queue_transcript(raw: Raw) -> None:
 
 
 def test_all_queues_paused_fetch_returns_null(raw: Raw) -> None:
-    raw.cmd(b"PUSH " + job("pause-0002", "pa") + b"\r\n")
-    raw.cmd(b"PUSH " + job("pause-0003", "pb") + b"\r\n")
+    raw.cmd(push_line("pause-0002", "pa"))
+    raw.cmd(push_line("pause-0003", "pb"))
     assert raw.cmd(b"QUEUE PAUSE pa pb\r\n") == b"+OK\r\n"
     assert raw.cmd(b"FETCH pa pb\r\n") == b"$-1\r\n"
     assert raw.cmd(b"QUEUE RESUME pb\r\n") == b"+OK\r\n"
@@ -436,7 +438,7 @@ def test_mutate_transcript(raw: Raw) -> None:
     for i, jobtype in ((1, "SchedA"), (2, "SchedB"), (3, "SchedB")):
         assert raw.cmd(b'PUSH {"jid":"sched-000%d","jobtype":"%s","args":[1],"queue":"mq",'
                        b'"at":"2099-01-01T00:00:00Z","retry":25}\r\n' % (i, jobtype.encode())) == b"+OK\r\n"
-    raw.cmd(b'PUSH {"jid":"probe-fail-0001","jobtype":"Probe","args":[1],"queue":"failq","retry":25}\r\n')
+    raw.cmd(push_line("probe-fail-0001", "failq"))
     raw.body(b"FETCH failq\r\n")
     raw.cmd(b'FAIL {"jid":"probe-fail-0001","errtype":"E","message":"m"}\r\n')
     assert info(raw)["faktory"]["sets"] | {"working": 0} == \
@@ -461,14 +463,13 @@ def test_mutate_transcript(raw: Raw) -> None:
         assert got == sets, sent
     queues = info(raw)["faktory"]["queues"]
     assert queues["failq"] == 1 and queues["mq"] == 1
-    for sent, expected in [
+    transcript(raw, [
         (b'MUTATE {"cmd":"clear","target":"queues"}\r\n', b"-ERR invalid target for mutation command\r\n"),
         (b'MUTATE {"cmd":"explode","target":"dead"}\r\n', b"-ERR unknown mutate operation\r\n"),
         (b'MUTATE {"cmd": "clear", "target": "dead"}\r\n', b"-ERR invalid format\r\n"),
         (b"MUTATE {bad\r\n", b"-ERR invalid character 'b' looking for beginning of object key string\r\n"),
         (b"MUTATE\r\n", b"-ERR invalid format\r\n"),
-    ]:
-        assert raw.cmd(sent) == expected, sent
+    ])
 
 
 def test_requeue_keeps_the_stored_payload(raw: Raw) -> None:
@@ -481,15 +482,14 @@ def test_requeue_keeps_the_stored_payload(raw: Raw) -> None:
 # --------------------------------------------------------------------------- other commands
 
 def test_other_commands(raw: Raw) -> None:
-    for sent, expected in [
+    transcript(raw, [
         (b"BATCH NEW {}\r\n", b"-ERR batch subsystem is only available in Faktory Enterprise\r\n"),
         (b"TRACK GET x\r\n", b"-ERR tracking subsystem is only available in Faktory Enterprise\r\n"),
         (b"FROB\r\n", b"-ERR unknown command FROB\r\n"),
         (b"info\r\n", b"-ERR unknown command info\r\n"),
         (b"HELLO {}\r\n", b"-ERR unknown command HELLO\r\n"),
         (b"FLUSH\r\n", b"+OK\r\n"),
-    ]:
-        assert raw.cmd(sent) == expected, sent
+    ])
 
 
 def test_pipelined_commands_answered_in_order(raw: Raw) -> None:
@@ -554,9 +554,9 @@ def test_info_key_order_and_formats(target: Target) -> None:
 
 
 def test_info_counts(raw: Raw) -> None:
-    raw.cmd(b"PUSH " + job("count-0001", "cq") + b"\r\n")
-    raw.cmd(b"PUSH " + job("count-0002", "cq") + b"\r\n")
-    raw.cmd(b"PUSH " + job("count-0003", "cq2", at="2099-01-01T00:00:00Z") + b"\r\n")
+    raw.cmd(push_line("count-0001", "cq"))
+    raw.cmd(push_line("count-0002", "cq"))
+    raw.cmd(push_line("count-0003", "cq2", at="2099-01-01T00:00:00Z"))
     raw.body(b"FETCH cq\r\n")
     stats = info(raw)["faktory"]
     assert stats["queues"]["cq"] == 1 and "cq2" not in stats["queues"]
