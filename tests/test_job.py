@@ -10,6 +10,13 @@ from faktory import Job
 from faktory.job import format_at, generate_jid, validate_queue
 
 
+def assert_rejected(exc: type[Exception], field: str, value: object) -> None:
+    """``Job("X", field=value)`` raises ``exc`` with a message naming the field and the value."""
+    with pytest.raises(exc) as info:
+        Job("X", **{field: value})
+    assert field in str(info.value) and repr(value) in str(info.value)
+
+
 def test_defaults_make_a_complete_payload():
     job = Job("SendEmail", 1, "two", {"three": 3})
     payload = job.to_dict()
@@ -40,9 +47,7 @@ def test_optional_fields_only_when_set():
 
 @pytest.mark.parametrize("queue", ["bad/queue", "with space", "", "é", "a\nb", "*"])
 def test_bad_queue_names_name_the_field_and_value(queue):
-    with pytest.raises(ValueError) as info:
-        Job("X", queue=queue)
-    assert "queue" in str(info.value) and repr(queue) in str(info.value)
+    assert_rejected(ValueError, "queue", queue)
 
 
 def test_queue_must_be_str():
@@ -84,9 +89,7 @@ def test_reserve_for_bounds_accepted():
     ("custom", [1], TypeError), ("custom", {1: "x"}, TypeError),
 ])
 def test_bad_field_types(field, value, exc):
-    with pytest.raises(exc) as info:
-        Job("X", **{field: value})
-    assert field in str(info.value) and repr(value) in str(info.value)
+    assert_rejected(exc, field, value)
 
 
 def test_at_aware_datetime_sent_as_rfc3339_utc():
@@ -115,9 +118,7 @@ def test_at_rfc3339_strings_accepted_as_is(text):
     "2030-02-30T00:00:00Z", "2030-01-01T00:00:00.1234567890Z", "2030-01-01T00:00:00+25:00",
 ])
 def test_at_bad_strings_rejected(text):
-    with pytest.raises(ValueError) as info:
-        Job("X", at=text)
-    assert "at" in str(info.value) and repr(text) in str(info.value)
+    assert_rejected(ValueError, "at", text)
 
 
 def test_at_other_types_rejected():
