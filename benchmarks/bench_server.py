@@ -28,9 +28,7 @@ Run: ``python -m pytest benchmarks/bench_server.py --benchmark-only`` (gates and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import sys
 import tempfile
 import time
 from typing import Any, Callable, Coroutine
@@ -162,22 +160,9 @@ def loads(tmp_path_factory) -> Any:
         load.close()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _report(request) -> Any:
-    yield
-    if not _RESULTS:
-        return
-    plugins = request.config.pluginmanager
-    reporter = plugins.get_plugin("terminalreporter")
-    capture = plugins.get_plugin("capturemanager")
-    write: Callable[[str], None] = (reporter.write_line if reporter is not None
-                                    else lambda s: sys.stderr.write(s + "\n"))
-    # module teardown output is captured; the table is for the terminal
-    with (capture.global_and_fixture_disabled() if capture is not None
-          else contextlib.nullcontext()):
-        write("")
-        for line in report_lines(_RESULTS):
-            write(line)
+def benchmark_report() -> list[str]:
+    """The figures table, printed by benchmarks/conftest.py after the run."""
+    return report_lines(_RESULTS) if _RESULTS else []
 
 
 def report_lines(results: dict[tuple[str, str], float]) -> list[str]:

@@ -21,6 +21,10 @@ printed at the end of the terminal summary, and a failed gate turns the exit sta
 "tests failed" (``python -m pytest benchmarks --benchmark-only`` exits non-zero).  A gate
 whose benchmarks did not both run (skipped, deselected with ``-k``, ``--benchmark-disable``)
 is listed as "not run" and does not fail the run.
+
+A module may also define ``benchmark_report() -> list[str]``: lines of absolute figures
+(jobs/s next to a target, say), printed in a "benchmark figures" section after the run.
+Figures are for the reader; only ratios gate.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import pytest
 _STATS_KEY = pytest.StashKey[dict]()
 _GATES_KEY = pytest.StashKey[list]()
 _RESULTS_KEY = pytest.StashKey[list]()
+_REPORTS_KEY = pytest.StashKey[list]()
 
 
 @dataclasses.dataclass
@@ -66,6 +71,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_STATS_KEY] = {}
     config.stash[_GATES_KEY] = []
     config.stash[_RESULTS_KEY] = []
+    config.stash[_REPORTS_KEY] = []
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items) -> None:
@@ -75,6 +81,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if module is None or module.__name__ in seen:
             continue
         seen.add(module.__name__)
+        report = getattr(module, "benchmark_report", None)
+        if callable(report):
+            config.stash[_REPORTS_KEY].append(report)
         for spec in getattr(module, "BENCHMARK_GATES", ()):
             unknown = set(spec) - {"name", "slow", "fast", "min_ratio", "stat"}
             if unknown or spec.get("stat", "min") not in ("min", "median"):
@@ -117,6 +126,11 @@ def _fmt_time(seconds: float | None) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    figures = [line for report in config.stash[_REPORTS_KEY] for line in (report() or ())]
+    if figures:
+        terminalreporter.section("benchmark figures")
+        for line in figures:
+            terminalreporter.write_line(line)
     results = config.stash[_RESULTS_KEY]
     if not results:
         return
