@@ -679,7 +679,6 @@ class FaktoryServer:
         self._conns: set[_Connection] = set()
         self._workers: dict[str, Worker] = {}
         self._workers_reaped = 0
-        self._gone_waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._server: asyncio.base_events.Server | None = None
         self._web_server: asyncio.base_events.Server | None = None
         self._ticker: asyncio.Task | None = None
@@ -803,7 +802,7 @@ class FaktoryServer:
         dead = [w for w in self._workers.values() if w.last_beat < limit]
         conns = 0
         for worker in dead:
-            self._forget_worker(worker.wid)
+            del self._workers[worker.wid]
             for conn in list(worker.connections):
                 conn.close()
                 conns += 1
@@ -833,22 +832,7 @@ class FaktoryServer:
         if entry is not None:
             entry.connections.discard(conn)
             if not entry.connections:
-                self._forget_worker(conn.wid)
-
-    def _forget_worker(self, wid: str) -> None:
-        del self._workers[wid]
-        for fut in self._gone_waiters.pop(wid, ()):
-            if not fut.done():
-                fut.set_result(None)
-
-    async def wait_worker_gone(self, wid: str) -> None:
-        """Return once the server has forgotten ``wid`` (all its connections closed, or
-        reaped); at once when it is not registered.  Tests wait on this instead of polling."""
-        if wid not in self._workers:
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._gone_waiters.setdefault(wid, []).append(fut)
-        await fut
+                del self._workers[conn.wid]
 
     def workers(self) -> list[dict[str, Any]]:
         """Registered workers: wid, hostname, pid, labels, state, last_beat, connections..."""
