@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
-import sys
 
 import pytest
 
@@ -52,8 +51,7 @@ def run_in_loop(kind: str, coro_fn, kwargs, timeout: float):
         if pending:
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         loop.run_until_complete(loop.shutdown_asyncgens())
-        if sys.version_info >= (3, 9):
-            loop.run_until_complete(loop.shutdown_default_executor())
+        loop.run_until_complete(loop.shutdown_default_executor())
     finally:
         loop.close()
         gc.collect()
