@@ -1,20 +1,29 @@
-"""``Connection``: one TCP (or TLS) connection to a Faktory server.
+"""``Connection``: one TCP (or TLS) connection to a Faktory server, used as a pipeline.
 
-The connection *is* the ``asyncio.Protocol``: ``data_received`` feeds the codec's
-``Reader`` and hands each complete reply to the oldest waiting future (one FIFO of
-futures; Faktory answers every command in order).  ``execute(data)`` is one
-``transport.write`` and one future: no task, no StreamReader, no timer per command.
+The connection *is* the ``asyncio.Protocol``.  Its state machine:
 
-Timeouts use one watchdog timer per connection, not one per command: each pending
-command's deadline sits in a deque beside its future, and the timer fires at the
-earliest one.  When a command times out the whole connection is closed (its FIFO can
-no longer be matched to replies) and every pending command fails with the same
-``CommandTimeout``.  Losing the connection or receiving bytes that are not RESP
-likewise fails every pending command with one ``FaktoryConnectionError`` (for bad
-bytes, a ``ConnectionProtocolError``, which is also a ``ProtocolError``).
-
-A caller that is cancelled while waiting leaves its future in the FIFO; the reply
-still arrives, is consumed and dropped, and the connection stays usable.
+* **Commands out.**  ``send(data)`` appends the packed command to an output batch and
+  its future to the FIFO of pending replies, and returns the future at once.  The batch
+  leaves in one ``transport.write`` at the end of the event-loop iteration (``call_soon``),
+  so the commands of many callers issued in one iteration cost one system call.
+  ``execute(data)`` is ``send`` plus waiting for the reply.
+* **Replies in.**  ``data_received`` feeds the codec's ``Reader``; the codec calls back
+  once per complete reply, which resolves the oldest pending future (Faktory answers
+  every command in order).  No task, no StreamReader, no timer per command.
+* **Cancellation.**  A caller that stops waiting (cancelled, ``wait_for`` timed out)
+  leaves its entry in the FIFO: the reply is still read and matched in order, so the
+  connection never desynchronises.  A command sent with an ``orphan`` callback (FETCH)
+  gets its reply handed to that callback instead of being dropped, so a job nobody waits
+  for any more goes back to the server at once.
+* **Deadlines.**  One watchdog timer per connection, at the earliest pending deadline.
+  A command that gets no reply within its timeout means the server is not answering
+  this connection: the command fails with ``CommandTimeout``, the connection is closed,
+  and the commands queued behind it fail with a ``FaktoryConnectionError`` (they may be
+  sent again elsewhere).
+* **Faults.**  A failed write, bytes that are not RESP, a reply nobody asked for or the
+  socket closing all end the connection: every pending command fails with the same
+  cause, and a closed connection is never used again (``send`` raises ``NotSentError``,
+  which means "not written, safe to send elsewhere").
 """
 from __future__ import annotations
 
@@ -26,19 +35,21 @@ import socket
 import ssl as _ssl
 from collections import deque
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 from faktory import protocol
-from faktory._const import NEED_DATA
 from faktory.errors import (
     CommandTimeout,
+    ConnectionProtocolError,
     FaktoryConnectionError,
     HandshakeError,
+    NotSentError,
     ProtocolError,
     ServerError,
 )
 
-__all__ = ["Connection", "ConnectionProtocolError", "hash_password", "PROTOCOL_VERSION"]
+__all__ = ["Callback", "Connection", "ConnectionProtocolError", "NotSentError", "hash_password",
+           "PROTOCOL_VERSION", "TransportStats"]
 
 log = logging.getLogger("faktory.connection")
 
@@ -46,15 +57,23 @@ PROTOCOL_VERSION = 2
 _END = b"END\r\n"
 _INF = float("inf")
 
-
-class ConnectionProtocolError(ProtocolError, FaktoryConnectionError):
-    """The server sent bytes that are not valid RESP (or a reply nobody asked for);
-    the connection was aborted.  Both a ``ProtocolError`` and a ``FaktoryConnectionError``."""
+#: ``orphan(reply)``: what to do with the reply of a command whose caller stopped waiting.
+Orphan = Callable[[Any], None]
 
 
-class NotSentError(FaktoryConnectionError):
-    """The connection was already closed: the command was never written, so it is
-    always safe to send it again on another connection."""
+class TransportStats:
+    """Counts of what every ``Connection`` of this process asked the kernel to do:
+    ``writes`` (one per batch written) and ``reads`` (one per ``data_received``), and
+    ``commands`` sent.  Benchmarks read them per job; they cost one integer add each."""
+
+    writes = 0
+    reads = 0
+    commands = 0
+
+    @classmethod
+    def snapshot(cls) -> tuple[int, int, int]:
+        """``(writes, reads, commands)`` now."""
+        return cls.writes, cls.reads, cls.commands
 
 
 def hash_password(password: str, salt: str, iterations: int) -> str:
@@ -69,17 +88,61 @@ def hash_password(password: str, salt: str, iterations: int) -> str:
     return digest.hex()
 
 
+class Callback:
+    """A pending command whose reply goes to ``fn(arg, reply)``, called straight from
+    ``data_received`` (no future, no loop callback: the worker's hot path).
+
+    ``reply`` is what a future would hold: the reply (a ``ServerError`` instance for an
+    error line), or the ``FaktoryConnectionError`` the command failed with (the
+    connection was lost, a write failed, or no reply came in time: ``CommandTimeout``).
+    It quacks like the part of ``asyncio.Future`` the FIFO uses."""
+
+    __slots__ = ("fn", "arg", "called")
+
+    def __init__(self, fn: Callable[[Any, Any], None], arg: Any) -> None:
+        self.fn = fn
+        self.arg = arg
+        self.called = False
+
+    def done(self) -> bool:
+        return self.called
+
+    def set_result(self, reply: Any) -> None:
+        self.called = True
+        try:
+            self.fn(self.arg, reply)
+        except Exception:  # pragma: no cover - a handler must not break the connection
+            log.exception("handling the reply of a command failed")
+
+    set_exception = set_result
+
+    def exception(self) -> None:
+        return None
+
+
+class _Unexpected(Exception):
+    """Internal: a reply arrived with no command pending (raised out of the codec's
+    dispatch loop, which leaves the replies after it buffered)."""
+
+    def __init__(self, reply: Any) -> None:
+        super().__init__()
+        self.reply = reply
+
+
 class Connection(asyncio.Protocol):
     """One connection to a Faktory server; create it with ``await Connection.open(...)``.
 
-    ``execute(packed_command)`` returns the reply (``str`` for simple strings, ``bytes``
-    for bulk strings, ``None`` for null) or raises the ``ServerError`` the server sent.
-    Several commands may be in flight at once (pipelining); replies are matched in order.
+    ``await execute(packed_command)`` returns the reply (``str`` for simple strings,
+    ``bytes`` for bulk strings, ``None`` for null) or raises the ``ServerError`` the
+    server sent.  Any number of commands may be in flight at once, from any number of
+    tasks; replies are matched in order, and commands issued in the same event-loop
+    iteration are written together.
     """
 
     __slots__ = ("host", "port", "command_timeout", "codec", "_reader", "_loop", "_transport",
-                 "_waiters", "_deadlines", "_timer", "_timer_at", "_paused", "_drain_waiters",
-                 "_exc", "closed", "server_info")
+                 "_waiters", "_deadlines", "_orphans", "_out", "_flush_handle", "_timer", "_timer_at",
+                 "_paused", "_drain_waiters", "_idle_waiters", "_close_callbacks", "_exc", "closed",
+                 "closing", "server_info", "_dispatch", "_on_reply_cb")
 
     def __init__(self, host: str, port: int, *, command_timeout: float | None = 10.0,
                  codec: ModuleType | None = None) -> None:
@@ -88,16 +151,24 @@ class Connection(asyncio.Protocol):
         self.command_timeout = command_timeout
         self.codec = codec or protocol.codec
         self._reader = self.codec.Reader()
+        self._dispatch = self._reader.dispatch
+        self._on_reply_cb = self._on_reply
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._waiters: deque[asyncio.Future[Any]] = deque()
         self._deadlines: deque[float] = deque()
+        self._orphans: dict[asyncio.Future[Any], Orphan] = {}
+        self._out: list[bytes] = []
+        self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._close_callbacks: list[Callable[[Connection], None]] = []
         self._exc: FaktoryConnectionError | None = None  # why the connection is gone
-        self.closed = False
+        self.closed = False  # no command can be sent or answered any more
+        self.closing = False  # aclose() started: no new commands, pending ones still answered
         self.server_info: dict[str, Any] = {}
 
     # -- opening -----------------------------------------------------------------------
@@ -196,25 +267,41 @@ class Connection(asyncio.Protocol):
                 pass
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
+        TransportStats.reads += 1
         reader = self._reader
         reader.feed(data)
-        waiters = self._waiters
-        deadlines = self._deadlines
         try:
-            reply = reader.gets()
-            while reply is not NEED_DATA:
-                if not waiters:
-                    self._unexpected(reply)
-                    return
-                fut = waiters.popleft()
-                deadlines.popleft()
-                if not fut.done():  # a cancelled caller's reply is consumed and dropped
-                    fut.set_result(reply)
-                reply = reader.gets()
+            self._dispatch(self._on_reply_cb)
         except ProtocolError as exc:
             err = ConnectionProtocolError(f"bad data from Faktory at {self.host}:{self.port}: {exc}")
             err.__cause__ = exc
             self._abort(err)
+            return
+        except _Unexpected as exc:
+            self._unexpected(exc.reply)
+            return
+        if not self._waiters and self._idle_waiters:
+            self._wake(self._idle_waiters)
+
+    def _on_reply(self, reply: Any) -> None:
+        # Called by the codec once per complete reply, in order.
+        try:
+            fut = self._waiters.popleft()
+        except IndexError:
+            raise _Unexpected(reply) from None
+        self._deadlines.popleft()
+        if not fut.done():
+            fut.set_result(reply)
+            if self._orphans:
+                self._orphans.pop(fut, None)
+        elif self._orphans:
+            # The caller stopped waiting; the reply still belongs to this command.
+            orphan = self._orphans.pop(fut, None)
+            if orphan is not None:
+                try:
+                    orphan(reply)
+                except Exception:  # pragma: no cover - a handler must not break the connection
+                    log.exception("handling the reply of a cancelled command failed")
 
     def _unexpected(self, reply: Any) -> None:
         # A reply nobody asked for: the server reports a fatal condition (e.g. "too many
@@ -237,34 +324,37 @@ class Connection(asyncio.Protocol):
                 err.__cause__ = exc
             self._fail(err)
         self._transport = None
-        self._wake_writers()
+        self._wake(self._drain_waiters)
 
     def pause_writing(self) -> None:  # noqa: D102
         self._paused = True
 
     def resume_writing(self) -> None:  # noqa: D102
         self._paused = False
-        self._wake_writers()
+        self._wake(self._drain_waiters)
 
-    def _wake_writers(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for fut in waiters:
+    @staticmethod
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        pending = waiters[:]
+        waiters.clear()
+        for fut in pending:
             if not fut.done():
                 fut.set_result(None)
 
     # -- commands ------------------------------------------------------------------------
-    async def execute(self, data: bytes, *, timeout: float | None = None) -> Any:
-        """Send one packed command and return its reply; a ``ServerError`` reply is raised.
+    def send(self, data: bytes, timeout: float | None = None, orphan: Orphan | None = None) -> asyncio.Future[Any]:
+        """Queue one packed command and return the future of its reply (a ``ServerError``
+        reply is the future's *result*, not its exception: see ``execute``).
 
-        ``timeout`` (seconds) defaults to the connection's ``command_timeout``; ``None``
-        there means no limit.  On timeout the connection is closed and ``CommandTimeout``
-        raised.  Raises ``NotSentError`` when the connection was already closed (nothing
-        was written), ``FaktoryConnectionError`` when it is lost before the reply.
+        The command is written with the others of this event-loop iteration.  ``timeout``
+        (seconds) defaults to the connection's ``command_timeout`` (``None``: no limit).
+        ``orphan(reply)`` is called with the reply if the future was cancelled before it
+        arrived.  Raises ``NotSentError`` when the connection is closed or closing.
         """
-        if self._exc is not None:
-            raise NotSentError(str(self._exc)) from self._exc
-        if self._paused:
-            await self._wait_writable()
+        if self._exc is not None or self.closing:
+            raise self._not_sent()
+        if type(data) is not bytes:
+            raise TypeError(f"a packed command must be bytes, not {type(data).__name__}")
         fut = self._loop.create_future()
         self._waiters.append(fut)
         if timeout is None:
@@ -276,21 +366,93 @@ class Connection(asyncio.Protocol):
             self._deadlines.append(deadline)
             if self._timer is None or deadline < self._timer_at:
                 self._arm(deadline)
-        self._transport.write(data)  # type: ignore[union-attr]
-        reply = await fut
+        if orphan is not None:
+            self._orphans[fut] = orphan
+        self._out.append(data)
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self.flush)
+        return fut
+
+    def flush(self) -> None:
+        """Write the queued commands now, in one ``transport.write``.  A write that fails
+        ends the connection (its state is then unknown)."""
+        self._flush_handle = None
+        out = self._out
+        if not out or self._exc is not None:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        TransportStats.writes += 1
+        TransportStats.commands += len(out)
+        out.clear()
+        try:
+            self._transport.write(data)  # type: ignore[union-attr]
+        except Exception as exc:
+            err = FaktoryConnectionError(f"writing to Faktory at {self.host}:{self.port} failed: {exc!r}")
+            err.__cause__ = exc
+            self._abort(err)
+
+    def send_callback(self, data: bytes, fn: Callable[[Any, Any], None], arg: Any = None,
+                      timeout: float | None = None) -> None:
+        """Queue one packed command whose reply (or failure) is passed to ``fn(arg, reply)``
+        (see ``Callback``).  Raises ``NotSentError`` when the connection is closed or
+        closing; after that, ``fn`` is called exactly once."""
+        if self._exc is not None or self.closing:
+            raise self._not_sent()
+        self._waiters.append(Callback(fn, arg))  # type: ignore[arg-type]
+        if timeout is None:
+            timeout = self.command_timeout
+        if timeout is None:
+            self._deadlines.append(_INF)
+        else:
+            deadline = self._loop.time() + timeout
+            self._deadlines.append(deadline)
+            if self._timer is None or deadline < self._timer_at:
+                self._arm(deadline)
+        self._out.append(data)
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self.flush)
+
+    async def execute(self, data: bytes, *, timeout: float | None = None) -> Any:
+        """Send one packed command and return its reply; a ``ServerError`` reply is raised.
+
+        ``timeout`` (seconds) defaults to the connection's ``command_timeout``; ``None``
+        there means no limit.  Raises ``CommandTimeout`` when no reply came in time (the
+        connection is then closed), ``NotSentError`` when the connection was already
+        closed (nothing was written), ``FaktoryConnectionError`` when it is lost before
+        the reply.  Cancelling the caller leaves the connection in step (the reply is read
+        and dropped).
+        """
+        if self._paused:
+            await self._wait_writable()
+        reply = await self.send(data, timeout)
         if isinstance(reply, ServerError):
             raise reply
         return reply
 
+    def _not_sent(self) -> NotSentError:
+        if self._exc is not None:
+            err = NotSentError(str(self._exc))
+            err.__cause__ = self._exc
+            return err
+        return NotSentError(f"connection to {self.host}:{self.port} is closing")
+
     async def _wait_writable(self) -> None:
         while self._paused:
             if self._exc is not None:
-                raise NotSentError(str(self._exc)) from self._exc
+                raise self._not_sent()
             fut = self._loop.create_future()
             self._drain_waiters.append(fut)
             await fut
         if self._exc is not None:
-            raise NotSentError(str(self._exc)) from self._exc
+            raise self._not_sent()
+
+    async def wait_idle(self) -> None:
+        """Wait until no command is pending (returns at once when none is, or when the
+        connection is closed)."""
+        while self._waiters and not self.closed:
+            fut = self._loop.create_future()
+            self._idle_waiters.append(fut)
+            await fut
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
@@ -300,33 +462,70 @@ class Connection(asyncio.Protocol):
 
     def _on_timer(self) -> None:
         self._timer = None
-        if not self._deadlines:
+        deadlines = self._deadlines
+        if not deadlines:
             return
-        earliest = min(self._deadlines)
+        earliest = min(deadlines)
         if earliest == _INF:
             return
         now = self._loop.time()
-        if earliest <= now + 0.001:  # loops may fire a timer up to their clock resolution early
-            self._abort(CommandTimeout(
-                f"no reply from Faktory at {self.host}:{self.port} within a command's timeout "
-                f"(the connection's default is {self.command_timeout}s); connection closed"))
-        else:
+        if earliest > now + 0.001:  # loops may fire a timer up to their clock resolution early
             self._arm(earliest)
+            return
+        # The server has not answered in time.  The commands that timed out get
+        # CommandTimeout; those behind them a plain connection error (they may be resent).
+        timeout = CommandTimeout(
+            f"no reply from Faktory at {self.host}:{self.port} within a command's timeout "
+            f"(the connection's default is {self.command_timeout}s); connection closed")
+        behind = FaktoryConnectionError(
+            f"connection to Faktory at {self.host}:{self.port} closed: an earlier command timed out")
+        behind.__cause__ = timeout
+        for fut, deadline in zip(self._waiters, deadlines, strict=True):
+            if deadline <= now + 0.001 and not fut.done():
+                fut.set_exception(timeout)
+                fut.exception()
+        log.warning("%s", timeout)
+        self._fail(behind)
+        if self._transport is not None:
+            self._transport.abort()
 
     # -- closing -------------------------------------------------------------------------
+    def add_close_callback(self, callback: Callable[[Connection], None]) -> None:
+        """Call ``callback(self)`` once, when the connection ends (at once if it has)."""
+        if self.closed:
+            self._loop.call_soon(callback, self)
+        else:
+            self._close_callbacks.append(callback)
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Close gracefully: refuse new commands, wait (at most ``timeout`` seconds) for
+        the replies of those pending, then send ``END`` and close."""
+        if self.closed:
+            return
+        self.closing = True
+        if self._waiters:
+            self.flush()
+            try:
+                await asyncio.wait_for(self.wait_idle(), timeout)
+            except asyncio.TimeoutError:
+                pass
+        self.close()
+
     def close(self) -> None:
-        """Send ``END`` and close; never waits for a reply (the server sends none).
+        """Send ``END`` and close now; never waits for a reply (the server sends none).
         Commands still pending fail with ``FaktoryConnectionError``."""
         if self.closed:
             return
-        self._fail(FaktoryConnectionError(f"connection to {self.host}:{self.port} closed by the client"))
         transport = self._transport
         if transport is not None and not transport.is_closing():
+            if self._out and self._exc is None:
+                self.flush()
             try:
                 transport.write(_END)
             except Exception:  # pragma: no cover - transport already broken
                 pass
             transport.close()
+        self._fail(FaktoryConnectionError(f"connection to {self.host}:{self.port} closed by the client"))
 
     def _abort(self, exc: FaktoryConnectionError | None) -> None:
         # Fail everything pending with ``exc`` and drop the socket without END.
@@ -339,22 +538,36 @@ class Connection(asyncio.Protocol):
     def _fail(self, exc: FaktoryConnectionError) -> None:
         if self._exc is None:
             self._exc = exc
+        first = not self.closed
         self.closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._out.clear()
         waiters = self._waiters
         self._deadlines.clear()
+        self._orphans.clear()
         while waiters:
             fut = waiters.popleft()
             if not fut.done():
                 fut.set_exception(self._exc)
                 fut.exception()  # mark retrieved: a future nobody awaits must not log
-        self._wake_writers()
+        self._wake(self._drain_waiters)
+        self._wake(self._idle_waiters)
+        if first:
+            callbacks, self._close_callbacks = self._close_callbacks, []
+            for callback in callbacks:
+                try:
+                    callback(self)
+                except Exception:  # pragma: no cover
+                    log.exception("a connection close callback failed")
 
     @property
     def pending(self) -> int:
-        """Commands written whose replies have not arrived yet."""
+        """Commands sent (or queued) whose replies have not arrived yet."""
         return len(self._waiters)
 
     def __repr__(self) -> str:

@@ -7,11 +7,17 @@ __all__ = [
     "FaktoryConnectionError",
     "HandshakeError",
     "CommandTimeout",
+    "ConnectionProtocolError",
+    "NotSentError",
+    "BulkPushError",
     "ServerError",
     "UnknownWorkerError",
     "JobNotFoundError",
     "InvalidPasswordError",
     "NotUniqueError",
+    "UnknownJobTypeError",
+    "JobCancelledError",
+    "InvalidJobError",
     "ERROR_CODES",
     "server_error",
 ]
@@ -35,6 +41,40 @@ class HandshakeError(FaktoryConnectionError):
 
 class CommandTimeout(FaktoryConnectionError, TimeoutError):
     """No reply arrived within the command's timeout; the connection was closed."""
+
+
+class ConnectionProtocolError(ProtocolError, FaktoryConnectionError):
+    """The server sent bytes that are not valid RESP (or a reply nobody asked for);
+    the connection was aborted.  Both a ``ProtocolError`` and a ``FaktoryConnectionError``."""
+
+
+class NotSentError(FaktoryConnectionError):
+    """The connection was already closed: the command was never written, so it is
+    always safe to send it again on another connection."""
+
+
+class BulkPushError(FaktoryConnectionError):
+    """``push_bulk`` stopped because a chunk failed for good (the server stayed away, a
+    command timed out...); the cause is ``__cause__``.
+
+    What is known at that point:
+
+    * ``rejected``: the rejections collected so far, keyed like ``push_bulk``'s result;
+    * ``enqueued``: how many jobs the server certainly accepted (their chunk's reply came);
+    * ``not_enqueued``: how many certainly were not (never sent, or rejected);
+    * ``unknown``: how many were sent but got no reply (they may or may not be queued:
+      pushing them again may make duplicates, with the same jids).
+    * ``unknown_jids``: the jids of those ``unknown`` jobs.
+    """
+
+    def __init__(self, message: str, *, rejected: dict, enqueued: int, not_enqueued: int,
+                 unknown: int, unknown_jids: list[str]) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+        self.enqueued = enqueued
+        self.not_enqueued = not_enqueued
+        self.unknown = unknown
+        self.unknown_jids = unknown_jids
 
 
 class ServerError(FaktoryError):
@@ -73,6 +113,26 @@ class InvalidPasswordError(ServerError):
 
 class NotUniqueError(ServerError):
     """``-NOTUNIQUE ...`` (Faktory Enterprise unique jobs): an equal job is already queued."""
+
+
+class UnknownJobTypeError(FaktoryError, LookupError):
+    """No function is registered for the fetched job's jobtype (the job is FAILed)."""
+
+    def __init__(self, jobtype: str) -> None:
+        super().__init__(f"no function registered for jobtype {jobtype!r}")
+        self.jobtype = jobtype
+
+
+class JobCancelledError(FaktoryError):
+    """The worker gave up on a running job (shutdown deadline or immediate stop).
+
+    This is what the job is FAILed with, so the server schedules a retry.
+    """
+
+
+class InvalidJobError(FaktoryError, ValueError):
+    """A fetched job the worker cannot run at all (not JSON, no ``jobtype``...): it is
+    FAILed at once with this error instead of waiting out its reservation."""
 
 
 #: Error classes chosen by the code word of the error line.

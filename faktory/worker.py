@@ -25,7 +25,6 @@ server retries them); pending ACK/FAILs get ``report_grace`` seconds; connection
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import inspect
 import json
@@ -42,7 +41,18 @@ from types import ModuleType
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, Union
 
 from faktory import protocol
-from faktory.errors import FaktoryError, JobNotFoundError, ServerError, UnknownWorkerError
+from faktory.connection import Connection
+from faktory.errors import (
+    FaktoryConnectionError,
+    FaktoryError,
+    InvalidJobError,
+    JobCancelledError,
+    UnknownJobTypeError,
+    JobNotFoundError,
+    NotSentError,
+    ServerError,
+    UnknownWorkerError,
+)
 from faktory.middleware import JobContext, Middleware, compose
 
 __all__ = [
@@ -69,21 +79,6 @@ _ORDER = {NEW: 0, RUNNING: 1, QUIET: 2, STOPPING: 3, STOPPED: 4}
 
 _json_loads = json.loads
 _monotonic = time.monotonic
-
-
-class UnknownJobTypeError(FaktoryError, LookupError):
-    """No function is registered for the fetched job's jobtype (the job is FAILed)."""
-
-    def __init__(self, jobtype: str) -> None:
-        super().__init__(f"no function registered for jobtype {jobtype!r}")
-        self.jobtype = jobtype
-
-
-class JobCancelledError(FaktoryError):
-    """The worker gave up on a running job (shutdown deadline or immediate stop).
-
-    This is what the job is FAILed with, so the server schedules a retry.
-    """
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,17 +237,8 @@ def _resolve_codec(codec: ModuleType | str | None) -> ModuleType:
     return codec
 
 
-def _beat_state(reply: Any) -> str:
-    # BEAT replies: +OK, or a bulk (real server) / simple string {"state":"quiet"}.
-    if reply == "OK" or reply is None:
-        return "OK"
-    if isinstance(reply, (bytes, bytearray)):
-        reply = reply.decode("utf-8", "replace")
-    try:
-        state = json.loads(reply).get("state")
-    except (ValueError, AttributeError):
-        return "OK"
-    return state if state in ("quiet", "terminate") else "OK"
+def _pending_of(conn: Connection) -> int:
+    return len(conn._waiters)
 
 
 # ---------------------------------------------------------------------------------------
@@ -365,15 +351,19 @@ class Worker:
         self._chain: Callable[[JobContext], Awaitable[Any]] = self._run_job
         self._executor: ThreadPoolExecutor | None = None
         self._async_cache: dict[Any, bool] = {}
-        self._free = concurrency
-        self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._free = concurrency  # job slots: taken by a FETCH, kept by its job until it ends
+        self._fetch_cap = -(-concurrency // self.fetchers)  # FETCHes in flight per connection, at most
+        self._fetch_timeout = None if command_timeout is None else command_timeout + 2.0  # the server's 2 s
+        self._fetch_conns: list[Connection] = []  # the fetchers' connections, open for FETCHes
+        self._fetcher_waiters: list[asyncio.Future[None]] = []
+        self._fetch_waiters: list[asyncio.Future[None]] = []  # wait_fetches_answered()
+        self._pump_handle: asyncio.Handle | None = None
+        self._pack_ack = self._codec.pack_ack
         self._running: dict[JobContext, asyncio.Task[Any]] = {}
         self._reports = 0  # ACK/FAILs not yet answered
         self._fetching = 0  # FETCHes in flight
         self._generation = 0  # bumped to make fetchers reconnect (new HELLO)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._reporting: set[Any] = set()  # job tasks waiting for their ACK/FAIL reply
-        self._fetcher_tasks: list[asyncio.Task[Any]] = []
         self._stop_requested: asyncio.Event | None = None
         self._kill_requested: asyncio.Event | None = None
         self._changed: asyncio.Event | None = None
@@ -416,6 +406,23 @@ class Worker:
     def busy(self) -> int:
         """Jobs currently running."""
         return len(self._running)
+
+    @property
+    def fetching(self) -> int:
+        """FETCHes sent whose replies have not arrived yet."""
+        return self._fetching
+
+    async def wait_fetches_answered(self) -> None:
+        """After ``quiet()`` (or a stop): wait until every FETCH already sent has been
+        answered (the server holds one for at most 2 s), so that no job arrives after this
+        returns.  Returns at once when none is in flight."""
+        while self._fetching or (self._state == RUNNING and self._loop is not None):
+            if self._state == RUNNING:
+                await self.wait_state(QUIET)
+                continue
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._fetch_waiters.append(waiter)
+            await waiter
 
     def _set_state(self, state: str) -> None:
         self._state = state
@@ -508,6 +515,12 @@ class Worker:
         start are raised; later ones are retried with backoff.  When ``handle_signals``
         and running in the main thread, SIGTERM/SIGINT/SIGTSTP handlers are installed for
         the duration (and the previous handlers restored).
+
+        Cancelling the task running ``work()`` (an outer ``wait_for``, a TaskGroup, an
+        application shutting down) stops the worker the graceful way, as ``stop()`` does
+        (running jobs get ``timeout`` seconds, then are FAILed; every result is reported),
+        and then re-raises the cancellation; a second cancellation stops at once, as
+        ``kill()`` does.
         """
         if self._state != NEW:
             raise RuntimeError("a Worker can work() only once; create a new one")
@@ -523,9 +536,11 @@ class Worker:
                       labels=self.labels, hostname=self.hostname,
                       connect_timeout=self.connect_timeout, command_timeout=self.command_timeout,
                       codec=self._codec)
-        # +1: the heartbeat holds one connection for the worker's whole life.
-        self._client = Client(pool_size=self.pool_size + 1, **common)
+        # ACK, FAIL and BEAT share the pipelined connections of one client; each FETCH
+        # connection belongs to one fetcher, so nothing waits behind a blocking FETCH.
+        self._client = Client(pool_size=self.pool_size, **common)
         self._fetch_client = Client(pool_size=self.fetchers, **common)
+        self._pack_ack = self._codec.pack_ack
         try:
             await self._client.connect()
             await self._fetch_client.connect()
@@ -536,6 +551,7 @@ class Worker:
         self._set_state(RUNNING)
         if handle_signals:
             self._install_signals(loop)
+        cancelled: asyncio.CancelledError | None = None
         try:
             log.info("worker %s running: concurrency %d, queues %s, %d fetchers", self.wid,
                      self.concurrency, self._next_fetch.describe(), self.fetchers)  # type: ignore[attr-defined]
@@ -547,15 +563,24 @@ class Worker:
             elif pending == "kill":
                 self.kill()
             self._spawn(self._heartbeat(), "heartbeat")
-            self._fetcher_tasks = [self._spawn(self._fetcher(index), f"fetcher-{index}")
-                                   for index in range(self.fetchers)]
-            await self._stop_requested.wait()
-            await self._shutdown()
+            for index in range(self.fetchers):
+                self._spawn(self._fetcher(index), f"fetcher-{index}")
+            try:
+                await self._stop_requested.wait()
+            except asyncio.CancelledError as exc:
+                cancelled = exc
+                log.info("worker %s: work() cancelled: stopping gracefully (jobs get %g s)",
+                         self.wid, self.timeout)
+            try:
+                await self._shutdown()
+            except asyncio.CancelledError as exc:  # cancelled again while stopping: at once
+                cancelled = cancelled or exc
+                self.kill()
+                await self._shutdown_at_once()
         finally:
             self._set_state(STOPPED)
             self._remove_signals()
-            # internal tasks, and reports given up on after the grace (server gone)
-            leftovers = [*self._tasks, *self._reporting]
+            leftovers = list(self._tasks)
             for task in leftovers:
                 task.cancel()
             if leftovers:
@@ -565,11 +590,8 @@ class Worker:
                 self._executor.shutdown(wait=False, cancel_futures=True)
             log.info("worker %s stopped: %d processed, %d failed, %d abandoned", self.wid,
                      self.processed, self.failed, self.abandoned)
-
-    async def _fetchers_finished(self) -> None:
-        """(Tests) wait until every fetcher has exited (after quiet or stop)."""
-        if self._fetcher_tasks:
-            await asyncio.wait(self._fetcher_tasks)
+        if cancelled is not None:
+            raise cancelled
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = self._loop.create_task(coro, name=name)  # type: ignore[union-attr, arg-type]
@@ -583,10 +605,11 @@ class Worker:
             log.error("worker %s: internal task failed", self.wid, exc_info=task.exception())
 
     async def _close_clients(self) -> None:
+        grace = 1.0 if self.killed else self.report_grace
         for client in (self._fetch_client, self._client):
             if client is not None:
                 try:
-                    await client.close()
+                    await client.close(grace)
                 except Exception:  # pragma: no cover - closing is best effort
                     log.debug("closing a client failed", exc_info=True)
 
@@ -622,6 +645,8 @@ class Worker:
         if not killed:
             log.info("worker %s stopping: %d running jobs get %.1f s", self.wid,
                      len(self._running), self.timeout)
+            # FETCHes already sent are answered within the server's 2 s; their jobs run
+            # like the others.
             finished = await self._wait_until(
                 lambda: not self._running and not self._fetching, deadline)
             killed = self._kill_requested.is_set()
@@ -631,17 +656,26 @@ class Worker:
             self.killed = True
             log.warning("worker %s stopping at once", self.wid)
         if not finished:
-            # FETCHes still out (only when killed or the server hangs): their replies are lost
-            # to this worker; the server re-queues such jobs when their reservation expires.
-            for task in list(self._tasks):
-                if task.get_name().startswith("fetcher-"):
-                    task.cancel()
             self._abandon_running("worker stopped at once" if killed else
                                   f"worker shutdown: job still running after {self.timeout:g} s")
-        grace = min(self.report_grace, 1.0) if killed else self.report_grace
-        if not await self._wait_until(lambda: self._reports == 0, _monotonic() + grace,
-                                      stop_on_kill=False):
-            log.warning("worker %s: %d ACK/FAIL not delivered at shutdown", self.wid, self._reports)
+        await self._wait_reports(min(self.report_grace, 1.0) if killed else self.report_grace)
+
+    async def _shutdown_at_once(self) -> None:
+        # A second cancellation: give up on the jobs, report them within a second.
+        self.killed = True
+        self._set_state(STOPPING)
+        self._abandon_running("worker stopped at once (work() cancelled twice)")
+        try:
+            await self._wait_reports(1.0)
+        except asyncio.CancelledError:
+            pass
+
+    async def _wait_reports(self, grace: float) -> None:
+        # ACK/FAILs in flight, and FETCH replies still due (a job in one is handed back).
+        if not await self._wait_until(lambda: self._reports == 0 and not self._fetching,
+                                      _monotonic() + grace, stop_on_kill=False):
+            if self._reports:
+                log.warning("worker %s: %d ACK/FAIL not delivered at shutdown", self.wid, self._reports)
 
     def _abandon_running(self, reason: str) -> None:
         for ctx, task in list(self._running.items()):
@@ -652,8 +686,7 @@ class Worker:
             self.abandoned += 1
             self.failed += 1
             log.warning("job %s (%s) cancelled and FAILed: %s", ctx.jid, ctx.jobtype, reason)
-            self._reports += 1
-            self._spawn(self._report(ctx, JobCancelledError(reason)), "abandon")
+            self._report_nowait(ctx, JobCancelledError(reason))
 
     # -- signals -----------------------------------------------------------------------
 
@@ -701,57 +734,117 @@ class Worker:
         self.quiet()
 
     # -- slots and fetching --------------------------------------------------------------
+    #
+    # Each fetcher task owns one connection of the fetch client and only supervises it
+    # (opens it, reconnects after a fault).  The FETCHes themselves are sent by the pump:
+    # whenever job slots are free it sends that many FETCHes at once, spread evenly over
+    # the fetch connections (one write each), and each reply is handled by ``_fetched``
+    # straight from the connection's reader: no task wakes up per FETCH.
 
     def _wake_fetchers(self) -> None:
-        waiters = self._slot_waiters
-        while waiters:
-            waiter = waiters.popleft()
+        waiters = self._fetcher_waiters
+        self._fetcher_waiters = []
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
     def _release_slot(self) -> None:
         self._free += 1
-        waiters = self._slot_waiters
-        while waiters:
-            waiter = waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        if self._pump_handle is None and self._state == RUNNING:
+            self._pump_handle = self._loop.call_soon(self._pump)  # type: ignore[union-attr]
+
+    def _pump(self) -> None:
+        """Send one FETCH per free slot, levelled over the fetch connections (at most
+        ``_fetch_cap`` in flight on each), one write per connection."""
+        self._pump_handle = None
+        conns = self._fetch_conns
+        free = self._free
+        if self._state != RUNNING or not conns or free <= 0:
+            return
+        pending = [len(conn._waiters) for conn in conns]
+        level = min(self._fetch_cap, -(-(sum(pending) + free) // len(conns)))
+        next_fetch = self._next_fetch
+        fetched = self._fetched
+        timeout = self._fetch_timeout
+        for conn, already in zip(list(conns), pending, strict=True):
+            count = min(level - already, free)
+            if count <= 0:
+                continue
+            try:
+                for _ in range(count):
+                    conn.send_callback(next_fetch(), fetched, conn, timeout)
+                    free -= 1
+                    self._fetching += 1
+            except NotSentError:
+                if conn in conns:
+                    conns.remove(conn)
+            conn.flush()
+            if free <= 0:
+                break
+        self._free = free
+
+    def _fetched(self, conn: Connection, reply: Any) -> None:
+        # A FETCH reply (or its failure), straight from the connection's reader.
+        self._fetching -= 1
+        if self._state != RUNNING:
+            if self._state == STOPPING:
+                self._changed.set()  # type: ignore[union-attr]
+            if not self._fetching and self._fetch_waiters:
+                waiters, self._fetch_waiters = self._fetch_waiters, []
+                for waiter in waiters:
+                    _resolve(waiter)
+        if type(reply) is bytes:
+            if self.killed or self._state == STOPPED:
+                self._free += 1
+                self._hand_back(reply)
+            else:
+                self._dispatch(reply)
+            return
+        self._release_slot()
+        if reply is None:
+            return  # nothing within the server's 2 s: the pump sends another
+        if isinstance(reply, UnknownWorkerError):
+            self._forgotten()
+        elif isinstance(reply, BaseException):
+            if self._state == RUNNING:
+                log.warning("worker %s: FETCH failed: %s", self.wid, reply)
+        else:
+            log.error("worker %s: unexpected reply to FETCH: %.200r", self.wid, reply)
+
+    def _hand_back(self, reply: bytes) -> None:
+        # A job fetched after the worker gave up: back to its queue, not left reserved.
+        client = self._fetch_client
+        if client is None:
+            return
+        client._orphaned_fetch(reply)
 
     async def _fetcher(self, index: int) -> None:
         attempt = 0
         loop = self._loop
         assert loop is not None
-        # the server holds an empty FETCH for 2 s: that is not the server being slow
-        fetch_timeout = None if self.command_timeout is None else self.command_timeout + 2.0
         while self._state == RUNNING:
             try:
                 async with self._fetch_client.acquire() as conn:
                     generation = self._generation
-                    while self._state == RUNNING and generation == self._generation:
-                        if self._free <= 0:
+                    self._fetch_conns.append(conn)
+                    conn.add_close_callback(self._fetch_conn_closed)
+                    attempt = 0
+                    self._pump()
+                    try:
+                        while self._state == RUNNING and generation == self._generation and not conn.closed:
                             waiter = loop.create_future()
-                            self._slot_waiters.append(waiter)
+                            self._fetcher_waiters.append(waiter)
                             await waiter
-                            continue
-                        self._free -= 1
-                        self._fetching += 1
-                        try:
-                            reply = await conn.execute(self._next_fetch(), timeout=fetch_timeout)
-                        except BaseException:
-                            self._release_slot()
-                            raise
-                        finally:
-                            self._fetching -= 1
-                            if self._state == STOPPING:
-                                self._changed.set()  # type: ignore[union-attr]
-                        attempt = 0
-                        if reply is None:
-                            self._release_slot()
-                        else:
-                            self._dispatch(reply)
+                    finally:
+                        if conn in self._fetch_conns:
+                            self._fetch_conns.remove(conn)
+                    # Replies still due (at most the server's 2 s) are handled as they come.
+                    if not conn.closed:
+                        await asyncio.wait_for(conn.wait_idle(), self._fetch_timeout)
                     if generation != self._generation:
                         conn.close()  # reconnect: a fresh HELLO registers the wid again
+                if self._state == RUNNING and conn.closed and generation == self._generation:
+                    raise FaktoryConnectionError("fetch connection lost")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -763,17 +856,49 @@ class Worker:
                             exc or type(exc).__name__, delay)
                 await asyncio.sleep(delay)
 
+    def _fetch_conn_closed(self, conn: Connection) -> None:
+        if conn in self._fetch_conns:
+            self._fetch_conns.remove(conn)
+        self._wake_fetchers()
+
+    def _forgotten(self) -> None:
+        # The server forgot this worker (no BEAT for too long): reconnect with HELLO.
+        log.warning("worker %s: the server forgot this worker; reconnecting", self.wid)
+        self._generation += 1
+        self._wake_fetchers()
+
     def _dispatch(self, reply: bytes) -> None:
         # The hot path: FETCH reply -> job dict -> a task running the chain.
         try:
             job = _json_loads(reply)
-            fn = self.registry.get(job["jobtype"])
-        except (ValueError, TypeError, KeyError):
-            self._release_slot()
-            log.error("worker %s: unusable job from the server: %.200r", self.wid, reply)
+            jobtype = job["jobtype"]
+            if type(jobtype) is not str:
+                raise TypeError(f"jobtype is {type(jobtype).__name__}, not str")
+        except (ValueError, TypeError, KeyError) as exc:
+            self._unusable(reply, exc)
             return
-        ctx = JobContext(job, fn, self)
+        ctx = JobContext(job, self.registry.get(jobtype), self)
         self._running[ctx] = self._loop.create_task(self._process(ctx))  # type: ignore[union-attr]
+
+    def _unusable(self, reply: bytes, exc: BaseException) -> None:
+        # A job the worker cannot even start: FAIL it at once (when it has a jid) rather
+        # than let it wait out its reservation.
+        self._release_slot()
+        self.failed += 1
+        jid = None
+        try:
+            job = _json_loads(reply)
+            jid = job.get("jid") if isinstance(job, dict) else None
+        except ValueError:
+            pass
+        reason = f"the fetched job cannot be run: {type(exc).__name__}: {exc}"
+        if not isinstance(jid, str):
+            log.error("worker %s: unusable job without a jid from the server (%s): %.200r",
+                      self.wid, reason, reply)
+            return
+        log.error("worker %s: job %s FAILed: %s", self.wid, jid, reason)
+        ctx = JobContext({"jid": jid, "jobtype": "", "args": []}, None, self)
+        self._report_nowait(ctx, InvalidJobError(reason))
 
     # -- running a job -------------------------------------------------------------------
 
@@ -815,8 +940,8 @@ class Worker:
             await self._chain(ctx)
         except BaseException as exc:  # the job's failure, whatever it is, FAILs the job
             error = exc
+        self._running.pop(ctx, None)
         self._release_slot()
-        task = self._running.pop(ctx, None)
         if self._state == STOPPING:
             self._changed.set()  # type: ignore[union-attr]
         if ctx._cancelled:
@@ -834,34 +959,55 @@ class Worker:
             elif not self._log_jobs:
                 log.info("job %s (%s) failed: %s: %s", ctx.jid, ctx.jobtype,
                          type(error).__name__, error)
+        self._report_nowait(ctx, error)
+
+    def _report_nowait(self, ctx: JobContext, error: BaseException | None) -> None:
+        """ACK (error None) or FAIL the job: pipelined with the other results of this
+        loop iteration, the reply handled by ``_reported``; the slow path (no connection
+        now, or a transport fault) is ``_report``, which retries."""
         self._reports += 1
-        reporting = self._reporting
-        reporting.add(task)
-        try:
-            await self._report(ctx, error)
-        finally:
-            reporting.discard(task)
+        if error is None:
+            data = self._pack_ack(ctx.jid)
+        else:
+            data = self._client._fail_command(ctx.jid, error, backtrace_limit=self._backtrace_limit(ctx))
+        if not self._client._send_callback(data, self._reported, (ctx, error, data)):
+            self._spawn(self._report(ctx, error, data), "report")
 
-    async def _report(self, ctx: JobContext, error: BaseException | None) -> None:
-        """ACK (error None) or FAIL the job; retried on transport errors only.
+    def _reported(self, item: tuple[JobContext, BaseException | None, bytes], reply: Any) -> None:
+        ctx, error, data = item
+        if isinstance(reply, FaktoryConnectionError):
+            if self._state != STOPPED:
+                self._spawn(self._report(ctx, error, data), "report")  # keeps its count
+                return
+        elif isinstance(reply, ServerError):
+            self._report_refused(ctx, error, reply)
+        self._report_done()
 
-        The caller has counted it in ``_reports`` already (before a task for it starts,
-        so that a shutdown never misses it)."""
+    def _report_done(self) -> None:
+        self._reports -= 1
+        if self._state == STOPPING:
+            self._changed.set()  # type: ignore[union-attr]
+
+    def _report_refused(self, ctx: JobContext, error: BaseException | None, exc: ServerError) -> None:
+        if isinstance(exc, JobNotFoundError):
+            log.warning("FAIL of job %s: the server does not hold it any more", ctx.jid)
+        else:
+            log.error("%s of job %s refused by the server: %s", "ACK" if error is None else "FAIL", ctx.jid, exc)
+
+    async def _report(self, ctx: JobContext, error: BaseException | None, data: bytes) -> None:
+        """The slow path of ``_report_nowait``: send the ACK/FAIL, retried on transport
+        errors only (with backoff) until it is answered or the worker has stopped.
+
+        The caller has counted it in ``_reports`` already (so that a shutdown never
+        misses it)."""
         attempt = 0
         try:
             while True:
                 try:
-                    if error is None:
-                        await self._client.ack(ctx.jid)
-                    else:
-                        await self._client.fail(ctx.jid, error, backtrace_limit=self._backtrace_limit(ctx))
-                    return
-                except JobNotFoundError:
-                    log.warning("FAIL of job %s: the server does not hold it any more", ctx.jid)
+                    await self._client._call(data)
                     return
                 except ServerError as exc:
-                    log.error("%s of job %s refused by the server: %s",
-                              "ACK" if error is None else "FAIL", ctx.jid, exc)
+                    self._report_refused(ctx, error, exc)
                     return
                 except (OSError, asyncio.TimeoutError, FaktoryError) as exc:
                     if self._state == STOPPED:
@@ -872,9 +1018,7 @@ class Worker:
                                 "ACK" if error is None else "FAIL", ctx.jid, exc, delay)
                     await asyncio.sleep(delay)
         finally:
-            self._reports -= 1
-            if self._state == STOPPING:
-                self._changed.set()  # type: ignore[union-attr]
+            self._report_done()
 
     @staticmethod
     def _backtrace_limit(ctx: JobContext) -> int:
@@ -885,13 +1029,12 @@ class Worker:
 
     # -- heartbeat -----------------------------------------------------------------------
 
-    def _beat_payload(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {"wid": self.wid, "rss_kb": rss_kb()}
+    def _beat_state(self) -> str | None:
         if self._state == QUIET:
-            payload["current_state"] = "quiet"
-        elif self._state in (STOPPING, STOPPED):
-            payload["current_state"] = "terminate"
-        return payload
+            return "quiet"
+        if self._state in (STOPPING, STOPPED):
+            return "terminate"
+        return None
 
     async def _beat_pause(self) -> None:
         # Sleep ``beat_interval`` or until _beat_soon().  (Not asyncio.wait_for on an
@@ -919,30 +1062,24 @@ class Worker:
     async def _heartbeat(self) -> None:
         attempt = 0
         while self._state != STOPPED:
-            conn = None
             try:
-                async with self._client.acquire() as conn:
-                    while self._state != STOPPED:
-                        payload = self._beat_payload()
-                        reply = await conn.execute(self._codec.pack_json("BEAT", payload))
-                        attempt = 0
-                        state = _beat_state(reply)
-                        log.debug("worker %s beat (%s, %d KiB): %s", self.wid,
-                                  payload.get("current_state", "running"), payload["rss_kb"], state)
-                        if state == "quiet" and self._state == RUNNING:
-                            log.info("worker %s: the server says quiet", self.wid)
-                            self.quiet()
-                        elif state == "terminate" and self._state in (RUNNING, QUIET):
-                            log.info("worker %s: the server says terminate", self.wid)
-                            self.stop()
-                        await self._beat_pause()
+                current, rss = self._beat_state(), rss_kb()
+                state = await self._client.beat(current, rss)
+                attempt = 0
+                log.debug("worker %s beat (%s, %d KiB): %s", self.wid, current or "running", rss, state)
+                if state == "quiet" and self._state == RUNNING:
+                    log.info("worker %s: the server says quiet", self.wid)
+                    self.quiet()
+                elif state == "terminate" and self._state in (RUNNING, QUIET):
+                    log.info("worker %s: the server says terminate", self.wid)
+                    self.stop()
+                await self._beat_pause()
             except asyncio.CancelledError:
                 raise
             except UnknownWorkerError:
-                log.warning("worker %s: the server forgot this worker; reconnecting", self.wid)
-                if conn is not None:
-                    conn.close()
-                self._generation += 1  # fetchers reconnect too, each with a new HELLO
+                self._forgotten()
+                # the client's connections HELLOed before the server forgot: renew them
+                self._client.reconnect()
             except Exception as exc:
                 delay = _backoff(attempt, base=0.2)
                 attempt += 1

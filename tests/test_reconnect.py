@@ -24,7 +24,7 @@ async def test_connection_dropped_while_fetch_is_blocked(faktory_server):
     async with Client(faktory_server.url, pool_size=1) as client:
         fetch = asyncio.ensure_future(client.fetch("dropq"))
         await asyncio.sleep(0)  # the FETCH is written and its reply awaited
-        assert client._idle == []
+        assert len(client._leased) == 1  # the FETCH holds the only connection
         dropped = faktory_server.call(faktory_server.server.drop_connections)
         assert dropped >= 1
         async with Client(faktory_server.url) as producer:

@@ -453,7 +453,7 @@ async def test_quiet_from_the_server_stops_fetching_but_keeps_beating(server):
             await done.wait()
             server.call(server.server.quiet_worker, worker.wid)
             assert await worker.wait_state("quiet") == "quiet"
-            await worker._fetchers_finished()
+            await asyncio.wait_for(worker.wait_fetches_answered(), 10)
             await client.job("job", queue="default").push()  # must stay in the queue
             record = [w for w in server.call(server.server.workers) if w["wid"] == worker.wid]
             assert record and record[0]["state"] == "quiet"
@@ -475,7 +475,7 @@ async def test_quiet_and_stop_from_the_api(server):
     async with running(worker):
         worker.quiet()
         assert worker.state == "quiet"
-        await worker._fetchers_finished()
+        await asyncio.wait_for(worker.wait_fetches_answered(), 10)
     assert worker.state == "stopped"
 
 

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import json
 import random
 import threading
 
 import pytest
 
 from faktory import protocol
+from faktory.client import parse_beat
+from faktory.errors import ConnectionProtocolError
 from faktory.middleware import JobContext, compose
 from faktory.worker import (
     UnknownJobTypeError,
     Worker,
-    _beat_state,
     _is_async_callable,
     queue_order,
     rss_kb,
@@ -299,11 +301,14 @@ def test_queue_names_are_validated():
 # -- heartbeat helpers ------------------------------------------------------------------
 
 
-def test_beat_reply_parsing():
-    assert _beat_state("OK") == "OK"
-    assert _beat_state(b'{"state":"quiet"}') == "quiet"
-    assert _beat_state('{"state":"terminate"}') == "terminate"
-    assert _beat_state(b"garbage") == "OK"
+def test_beat_reply_parsing_is_one_function_for_client_and_worker():
+    assert parse_beat("OK") == "OK"
+    assert parse_beat(b'{"state":"quiet"}') == "quiet"  # the real server: a bulk string
+    assert parse_beat('{"state":"terminate"}') == "terminate"  # the spec: a simple string
+    assert parse_beat(b'{"state":""}') == "OK"
+    for garbage in (b"garbage", b'{"state":"dancing"}', b"[1]", None):
+        with pytest.raises(ConnectionProtocolError, match="BEAT"):
+            parse_beat(garbage)
 
 
 def test_rss_kb_is_plausible():
@@ -320,17 +325,16 @@ class FlakyClient:
         self.outcomes = list(outcomes)
         self.calls = []
 
-    async def _next(self, what, jid):
-        self.calls.append((what, jid))
+    async def _call(self, data):
+        verb, _, payload = data.partition(b" ")
+        self.calls.append((verb.decode(), json.loads(payload)["jid"]))
         outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is not None:
             raise outcome
 
-    async def ack(self, jid):
-        await self._next("ACK", jid)
 
-    async def fail(self, jid, exc=None, *, backtrace_limit=50):
-        await self._next("FAIL", jid)
+ACK = b'ACK {"jid":"jid-00000001"}\r\n'
+FAIL = b'FAIL {"jid":"jid-00000001","errtype":"ValueError","message":"boom"}\r\n'
 
 
 def _reporting_worker(client) -> Worker:
@@ -348,7 +352,7 @@ async def test_ack_is_retried_on_transport_errors_until_it_goes_through(monkeypa
     monkeypatch.setattr(worker_module, "_backoff", lambda attempt, **kw: 0)
     client = FlakyClient([FaktoryConnectionError("reset"), CommandTimeout("slow"), OSError("x")])
     worker = _reporting_worker(client)
-    await worker._report(JobContext(dict(JOB), None), None)
+    await worker._report(JobContext(dict(JOB), None), None, ACK)
     assert client.calls == [("ACK", "jid-00000001")] * 4
     assert worker._reports == 0
 
@@ -361,7 +365,7 @@ async def test_fail_is_not_retried_on_server_errors(final):
              else ServerError("ERR", "invalid FAIL"))
     client = FlakyClient([error])
     worker = _reporting_worker(client)
-    await worker._report(JobContext(dict(JOB), None), ValueError("boom"))
+    await worker._report(JobContext(dict(JOB), None), ValueError("boom"), FAIL)
     assert client.calls == [("FAIL", "jid-00000001")]
     assert worker._reports == 0
 
@@ -374,5 +378,5 @@ async def test_retries_end_when_the_worker_has_stopped(monkeypatch):
     client = FlakyClient([FaktoryConnectionError("down")] * 100)
     worker = _reporting_worker(client)
     worker._state = "stopped"
-    await worker._report(JobContext(dict(JOB), None), None)
+    await worker._report(JobContext(dict(JOB), None), None, ACK)
     assert len(client.calls) == 1
