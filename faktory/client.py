@@ -564,10 +564,10 @@ class Client:
                         return
                     self._connect_error = exc
                     self._attempts_failed += 1
-                    self._notify()  # waiting calls past their deadline give up now
                     if not self._waiters:
                         log.debug("connection attempt to %s failed: %s", self.address, exc)
                         return  # nobody waits (the pool was growing in the background)
+                    self._notify()  # waiting calls past their deadline give up now
                     if self._connect_attempts == 1:
                         log.warning("cannot connect to Faktory at %s (%s); retrying", self.address, exc)
                     else:

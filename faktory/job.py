@@ -14,6 +14,7 @@ carries one.  Order work with the queue list given to ``fetch`` instead.
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 from datetime import datetime, timezone
@@ -30,7 +31,13 @@ _QUEUE_RE = re.compile(r"[a-zA-Z0-9._-]+")
 _RFC3339_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
 )
-_randbytes = random.randbytes
+# Job ids come from a generator of their own, seeded from os.urandom: application code
+# that calls random.seed() (tests often do) must not make processes push the same jids.
+# A forked child reseeds it, as the standard library does for the module-level one.
+_jid_rng = random.Random()
+_randbytes = _jid_rng.randbytes
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_jid_rng.seed)
 _MIN_JID = 8
 _RESERVE_MIN = 60
 _RESERVE_MAX = 86400
@@ -43,9 +50,9 @@ _VALID_QUEUES_MAX = 4096
 def generate_jid() -> str:
     """A fresh random job id: 24 hex characters (96 random bits).
 
-    From ``random`` (seeded from the OS, and reseeded in a forked child by the standard
-    library), not ``os.urandom``: jids must be unique, not secret, and this is about three
-    times cheaper than a system call per job."""
+    From a private ``random.Random`` seeded from ``os.urandom`` (and reseeded in a forked
+    child), not ``os.urandom`` per job: jids must be unique, not secret, and this is about
+    three times cheaper than a system call per job.  ``random.seed()`` does not affect it."""
     return _randbytes(12).hex()
 
 

@@ -78,6 +78,7 @@ NEW, RUNNING, QUIET, STOPPING, STOPPED = "new", "running", "quiet", "stopping", 
 _ORDER = {NEW: 0, RUNNING: 1, QUIET: 2, STOPPING: 3, STOPPED: 4}
 
 _json_loads = json.loads
+FETCH_BLOCK = 2.0  # seconds the server may hold a FETCH on empty queues
 _monotonic = time.monotonic
 
 
@@ -355,6 +356,10 @@ class Worker:
         self._fetch_cap = -(-concurrency // self.fetchers)  # FETCHes in flight per connection, at most
         self._fetch_timeout = None if command_timeout is None else command_timeout + 2.0  # the server's 2 s
         self._fetch_conns: list[Connection] = []  # the fetchers' connections, open for FETCHes
+        # FETCHes a connection may have in flight: _fetch_cap while FETCHes bring jobs, 1
+        # after one came back empty (the server serves a connection's FETCHes in turn, so
+        # pipelined FETCHes on empty queues would each wait 2 s behind the previous one).
+        self._fetch_limit: dict[Connection, int] = {}
         self._fetcher_waiters: list[asyncio.Future[None]] = []
         self._fetch_waiters: list[asyncio.Future[None]] = []  # wait_fetches_answered()
         self._pump_handle: asyncio.Handle | None = None
@@ -536,9 +541,10 @@ class Worker:
                       labels=self.labels, hostname=self.hostname,
                       connect_timeout=self.connect_timeout, command_timeout=self.command_timeout,
                       codec=self._codec)
-        # ACK, FAIL and BEAT share the pipelined connections of one client; each FETCH
-        # connection belongs to one fetcher, so nothing waits behind a blocking FETCH.
-        self._client = Client(pool_size=self.pool_size, **common)
+        # ACK, FAIL and BEAT share the pipelined connections of one client (the results of
+        # jobs that end together leave in one write: a pipeline as deep as the slots); each
+        # FETCH connection belongs to one fetcher, so nothing waits behind a blocking FETCH.
+        self._client = Client(pool_size=self.pool_size, pipeline_depth=max(8, self.concurrency), **common)
         self._fetch_client = Client(pool_size=self.fetchers, **common)
         self._pack_ack = self._codec.pack_ack
         try:
@@ -766,13 +772,16 @@ class Worker:
         next_fetch = self._next_fetch
         fetched = self._fetched
         timeout = self._fetch_timeout
+        limits = self._fetch_limit
         for conn, already in zip(list(conns), pending, strict=True):
-            count = min(level - already, free)
+            count = min(min(level, limits.get(conn, 1)) - already, free)
             if count <= 0:
                 continue
             try:
-                for _ in range(count):
-                    conn.send_callback(next_fetch(), fetched, conn, timeout)
+                for position in range(already, already + count):
+                    # Behind ``position`` FETCHes the server may hold 2 s each.
+                    conn.send_callback(next_fetch(), fetched, conn,
+                                       None if timeout is None else timeout + FETCH_BLOCK * position)
                     free -= 1
                     self._fetching += 1
             except NotSentError:
@@ -794,12 +803,16 @@ class Worker:
                 for waiter in waiters:
                     _resolve(waiter)
         if type(reply) is bytes:
+            if self._fetch_limit.get(conn) != self._fetch_cap:
+                self._fetch_limit[conn] = self._fetch_cap  # jobs again: pipeline FETCHes
             if self.killed or self._state == STOPPED:
                 self._free += 1
                 self._hand_back(reply)
             else:
                 self._dispatch(reply)
             return
+        if reply is None:
+            self._fetch_limit[conn] = 1  # empty queues: one FETCH at a time here
         self._release_slot()
         if reply is None:
             return  # nothing within the server's 2 s: the pump sends another
@@ -827,6 +840,7 @@ class Worker:
                 async with self._fetch_client.acquire() as conn:
                     generation = self._generation
                     self._fetch_conns.append(conn)
+                    self._fetch_limit[conn] = self._fetch_cap
                     conn.add_close_callback(self._fetch_conn_closed)
                     attempt = 0
                     self._pump()
@@ -859,6 +873,7 @@ class Worker:
     def _fetch_conn_closed(self, conn: Connection) -> None:
         if conn in self._fetch_conns:
             self._fetch_conns.remove(conn)
+        self._fetch_limit.pop(conn, None)
         self._wake_fetchers()
 
     def _forgotten(self) -> None:

@@ -1,0 +1,310 @@
+"""The pipelined transport: each defect of the old one-command-per-lease layer reproduced
+against a real server, and the properties that replace it (coalesced writes, shared
+connections, cancellation safety, per-caller deadlines, loss-free bulk results).
+
+Server behaviour comes from the embedded server (or ``FAKTORY_TEST_URL``); the only
+fault injected on the client side is a transport whose ``write`` raises, which no
+server can cause on demand.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+
+from faktory import Client, Job, Worker
+from faktory.connection import TransportStats
+from faktory.errors import BulkPushError, FaktoryConnectionError
+from faktory.server import ServerThread, free_port
+
+
+async def info(client: Client) -> dict:
+    return (await client.info())["faktory"]
+
+
+async def wait_for_state(predicate, client: Client, timeout: float = 10.0) -> dict:
+    """Poll INFO (a server round trip each time, no sleep) until ``predicate(info)``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = await info(client)
+        if predicate(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server state never matched: {state}")
+
+
+# -- 1. a cancelled FETCH does not leave its job reserved ------------------------------------
+
+async def test_a_fetch_cancelled_while_the_server_holds_it_hands_its_job_back(faktory_url):
+    async with Client(faktory_url) as consumer, Client(faktory_url) as producer:
+        fetch = asyncio.ensure_future(consumer.fetch("handback"))
+        # The FETCH is on the wire and held by the server (empty queue).
+        await wait_for_state(lambda s: True, producer)
+        fetch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await fetch
+        # The job goes to the FETCH nobody waits for any more ...
+        jid = await producer.push(Job("HandedBack", 1, queue="handback"))
+        # ... which pushes it back and ACKs the reservation: nothing stays reserved, and
+        # the job is in its queue again (not waiting out 30 minutes of reservation).
+        state = await wait_for_state(
+            lambda s: s["sets"]["working"] == 0 and s["queues"].get("handback") == 1, producer)
+        assert state["sets"]["retries"] == 0  # handed back, not FAILed
+        job = await consumer.fetch("handback")
+        assert job is not None and job["jid"] == jid and job["args"] == [1]
+        await consumer.ack(jid)
+
+
+async def test_wait_for_timeout_on_fetch_is_a_cancellation_too(faktory_url):
+    async with Client(faktory_url) as consumer, Client(faktory_url) as producer:
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(consumer.fetch("handback2"), 0.3)
+        jid = await producer.push(Job("HandedBack", queue="handback2"))
+        await wait_for_state(lambda s: s["sets"]["working"] == 0 and s["queues"].get("handback2") == 1,
+                             producer)
+        job = await consumer.fetch("handback2")
+        assert job is not None and job["jid"] == jid
+        await consumer.ack(jid)
+
+
+async def test_a_cancelled_command_leaves_the_connection_in_step(faktory_url):
+    async with Client(faktory_url, pool_size=1) as client:
+        cancelled = asyncio.ensure_future(client.info())
+        await asyncio.sleep(0)  # queued on the only connection
+        cancelled.cancel()
+        jid = await client.push(Job("InStep", queue="instep"))
+        assert isinstance(jid, str)
+        assert (await info(client))["queues"]["instep"] == 1  # INFO got INFO's reply
+        assert client._size == 1
+
+
+# -- 2. a failed write never hands a reply to the wrong caller -------------------------------
+
+class FailingWrites:
+    """Wraps a connection's transport: the next ``write`` raises, as a broken TLS or
+    closed transport does; everything else is the real transport."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.failed = 0
+
+    def write(self, data: bytes) -> None:
+        self.failed += 1
+        raise RuntimeError("injected write failure")
+
+    def __getattr__(self, name: str):
+        return getattr(self._transport, name)
+
+
+async def test_a_failed_write_closes_the_connection_and_each_caller_gets_its_own_reply(faktory_url):
+    async with Client(faktory_url, pool_size=2) as client:
+        jid = await client.push(Job("Mine", 7, queue="wrongcaller"))
+        conn = client._shared[0]
+        faulty = FailingWrites(conn._transport)
+        conn._transport = faulty  # type: ignore[assignment]
+        # Three callers in the same loop iteration: one batch, one failing write.
+        job, state, queues = await asyncio.gather(
+            client.fetch("wrongcaller"), client.info(), client.queue_latency("wrongcaller"))
+        assert faulty.failed == 1
+        assert conn.closed and conn not in client._shared  # never used again
+        assert job is not None and job["jid"] == jid and job["args"] == [7]
+        assert "faktory" in state and "queues" in state["faktory"]
+        assert set(queues) == {"wrongcaller"}
+        await client.ack(jid)
+
+
+# -- 3. a cancelled Worker.work() shuts down gracefully -------------------------------------
+
+async def test_cancelling_work_runs_the_graceful_shutdown_then_reraises(faktory_url):
+    started = asyncio.Event()
+    finished: list[int] = []
+
+    async def quick(n: int) -> None:
+        finished.append(n)
+
+    async def stuck(n: int) -> None:
+        started.set()
+        await asyncio.sleep(60)  # outlives the shutdown timeout: cancelled and FAILed
+
+    async with Client(faktory_url) as client:
+        await client.push_bulk([Job("quick", n, queue="cancelwork") for n in range(10)]
+                               + [Job("stuck", n, queue="cancelwork") for n in range(3)])
+        worker = Worker(url=faktory_url, concurrency=5, timeout=0.5, queues=["cancelwork"])
+        worker.register("quick", quick)
+        worker.register("stuck", stuck)
+        task = asyncio.ensure_future(worker.work(handle_signals=False))
+        await asyncio.wait_for(started.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 15)
+        assert worker.state == "stopped"
+        state = await info(client)
+        # Nothing held by nobody: every job the worker took was ACKed or FAILed.
+        assert state["sets"]["working"] == 0
+        assert worker.abandoned >= 1
+        assert state["sets"]["retries"] == worker.failed
+        assert worker.processed == len(finished)
+        left = state["queues"].get("cancelwork", 0)
+        assert worker.processed + worker.failed + left == 13
+
+
+# -- 4. reconnect_timeout bounds every caller, however many wait ----------------------------
+
+@pytest.mark.timeout_s(60)
+async def test_200_callers_during_an_outage_all_fail_within_reconnect_timeout():
+    port = free_port()  # nothing listens there
+    client = Client(f"tcp://127.0.0.1:{port}", reconnect_timeout=1.0, connect_timeout=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    async def one(n: int) -> float:
+        with pytest.raises(FaktoryConnectionError, match=rf"127\.0\.0\.1:{port}.*attempt"):
+            await client.push(Job("Outage", n))
+        return loop.time() - started
+
+    ended = await asyncio.gather(*(one(n) for n in range(200)))
+    assert max(ended) < 1.0 + 0.6, max(ended)
+    assert min(ended) >= 1.0 - 0.05
+    # The 200 calls shared one series of attempts (backoff 50 ms doubling), not one each.
+    assert client._connect_attempts <= 10, client._connect_attempts
+    await client.close()
+
+
+@pytest.mark.internals
+@pytest.mark.timeout_s(60)
+async def test_200_callers_waiting_for_the_server_all_go_through_when_it_comes_back():
+    port = free_port()
+    client = Client(f"tcp://127.0.0.1:{port}", reconnect_timeout=20, pool_size=4)
+    pushes = [asyncio.ensure_future(client.push(Job("Back", n, queue="back"))) for n in range(200)]
+    await asyncio.sleep(0.3)  # the calls are waiting, the attempts failing
+    assert not any(p.done() for p in pushes)
+    with ServerThread(port=port) as st:
+        jids = await asyncio.wait_for(asyncio.gather(*pushes), 15)
+        assert len(set(jids)) == 200
+        assert (await info(client))["queues"]["back"] == 200
+        assert client._size <= 4
+        await client.close()
+    assert st.port == port
+
+
+# -- 5. job ids do not repeat after random.seed ---------------------------------------------
+
+def test_random_seed_does_not_repeat_jids():
+    random.seed(1234)
+    first = [Job("Seeded").jid for _ in range(3)]
+    random.seed(1234)
+    again = [Job("Seeded").jid for _ in range(3)]
+    assert not set(first) & set(again)
+
+
+def test_two_processes_that_seed_random_push_different_jids():
+    code = "import random; random.seed(7); from faktory import Job; print(Job('X').jid)"
+    jids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.strip() for _ in range(2)}
+    assert len(jids) == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_repeat_its_parents_jids():
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, Job("Forked").jid.encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child and child != Job("Forked").jid
+
+
+# -- 6. push_bulk loses no rejection -------------------------------------------------------
+
+async def test_push_bulk_reports_every_rejected_job_even_without_a_jid(faktory_url):
+    jobs = [
+        Job("Fine", 0, queue="bulkkeys"),
+        42,                                                                 # not a job: index 1
+        {"jid": 5, "jobtype": "X", "args": []},                             # jid not a str: index 2
+        "text",                                                             # index 3
+        {"jid": "dup-jid-0001", "jobtype": "X", "args": [], "queue": "bad queue"},
+        {"jid": "dup-jid-0001", "jobtype": "X", "args": [], "queue": "bad queue"},  # same jid: 5
+        Job("Fine", 1, queue="bulkkeys"),
+    ]
+    async with Client(faktory_url) as client:
+        rejected = await client.push_bulk(jobs)
+        assert set(rejected) == {1, 2, 3, "dup-jid-0001", 5}
+        assert rejected[1][1] == {"job": 42}
+        assert rejected[2][1]["jid"] == 5 and "jid" in rejected[2][0]
+        assert rejected[5][1] == jobs[5]
+        assert (await info(client))["queues"]["bulkkeys"] == 2
+
+
+@pytest.mark.internals
+async def test_push_bulk_that_fails_for_good_says_what_was_enqueued():
+    with ServerThread() as st:
+        client = Client(st.url, reconnect_timeout=0.3)
+
+        def jobs():
+            for n in range(30):
+                if n == 20:  # chunk 1 is confirmed, chunk 2 sent or about to be: the server goes
+                    st.stop()
+                if n == 3:
+                    yield "not a job"
+                else:
+                    yield Job("Bulk", n, queue="bulkfail")
+
+        with pytest.raises(BulkPushError) as failure:
+            await client.push_bulk(jobs(), chunk_size=10, concurrency=1)
+        err = failure.value
+        assert isinstance(err, FaktoryConnectionError) and err.__cause__ is not None
+        assert err.rejected == {3: ("a job must be a Job or a dict, not str: 'not a job'", {"job": "not a job"})}
+        assert err.enqueued == 9  # chunk 1, without the bad job
+        assert err.enqueued + err.not_enqueued + err.unknown == 30
+        assert err.unknown == len(err.unknown_jids) and err.unknown in (0, 10)
+        assert "9 jobs enqueued" in str(err)
+        await client.close()
+
+
+# -- the pipelining itself ------------------------------------------------------------------
+
+@pytest.mark.internals
+async def test_commands_of_one_iteration_leave_in_one_write(faktory_url):
+    async with Client(faktory_url, pool_size=4, pipeline_depth=8) as client:
+        await client.info()
+        before = TransportStats.writes
+        await asyncio.gather(*(client.push(Job("Batch", n, queue="batch")) for n in range(8)))
+        assert TransportStats.writes - before == 1
+        assert client._size == 1
+
+
+@pytest.mark.internals
+async def test_a_busy_client_spreads_over_the_pool(faktory_url):
+    async with Client(faktory_url, pool_size=4, pipeline_depth=4) as client:
+        await client.info()
+        rounds = 0
+        while client._size < 4 and rounds < 50:  # the pool grows while every pipeline is full
+            await asyncio.gather(*(client.push(Job("Spread", n, queue="spread")) for n in range(16)))
+            rounds += 1
+        assert client._size == 4
+        before = TransportStats.writes
+        await asyncio.gather(*(client.push(Job("Spread", n, queue="spread")) for n in range(16)))
+        assert TransportStats.writes - before == 4  # 16 in flight: 4 on each connection, one write each
+        assert client._size == 4  # never more than pool_size
+        assert (await info(client))["queues"]["spread"] == 16 * (rounds + 1)
+
+
+async def test_nothing_waits_behind_a_blocked_fetch(faktory_url):
+    async with Client(faktory_url, pool_size=2) as client:
+        fetch = asyncio.ensure_future(client.fetch("emptyq"))
+        await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await client.push(Job("NotBehind", queue="other"))
+        await client.info()
+        assert loop.time() - started < 1.0  # the FETCH is held for 2 s
+        assert await fetch is None
