@@ -1,34 +1,46 @@
-"""Benchmark plumbing: ratio gates computed from one run's pytest-benchmark statistics.
+"""Benchmark plumbing: the gates that turn a benchmark run into a pass or a failure.
 
-The machine is shared and noisy, so absolute timings mean little; what is stable is the
-ratio of two things measured in the same run.  A benchmark module declares its gates in a
-module-level list ``BENCHMARK_GATES`` of plain dicts (nothing to import)::
+The machine is shared and noisy, so absolute timings mean little.  What a gate may use:
+
+* the **ratio** of two things measured in the same run (pytest-benchmark statistics of two
+  benchmark tests of one module);
+* a **figure** a benchmark records that noise cannot move (socket writes per job, bytes,
+  peak memory) or a ratio it measured itself, round against round (CPU of the new
+  transport over the baseline's in the same round pair).
+
+A module declares its gates in ``BENCHMARK_GATES``, a list of plain dicts::
 
     BENCHMARK_GATES = [
-        {
-            "name": "compiled parses FETCH >= 10x pure",   # shown in the table
-            "slow": "test_parse_fetch[python]",            # benchmark test names (item.name)
-            "fast": "test_parse_fetch[cython]",            #   in the same module
-            "min_ratio": 10.0,                             # time(slow) / time(fast) must be >= this
-            "stat": "min",                                 # optional: min (default) or median
+        {   # time ratio: stat(slow) / stat(fast) >= min_ratio
+            "name": "compiled parses FETCH >= 10x pure",
+            "slow": "test_parse_fetch[python]", "fast": "test_parse_fetch[cython]",
+            "min_ratio": 10.0,
+            "stat": "min",                                # optional: min (default) or median
+            "note": "measured 19-23x over 5 runs",         # optional: spread, why this bound
+        },
+        {   # figure: recorded by a benchmark test through the ``record_figure`` fixture
+            "name": "worker socket writes per job <= 0.5",
+            "figure": "worker writes/job", "by": "test_worker_transport",
+            "max": 0.5,                                    # or "min": ...
+            "note": "...",
         },
     ]
 
-"X must not be slower than Y by more than 20 %" is ``slow=Y, fast=X, min_ratio=1/1.2``.
-
-After the run every gate whose two benchmarks both ran is evaluated, a table of ratios is
-printed at the end of the terminal summary, and a failed gate turns the exit status into
-"tests failed" (``python -m pytest benchmarks --benchmark-only`` exits non-zero).  A gate
-whose benchmarks did not both run (skipped, deselected with ``-k``, ``--benchmark-disable``)
-is listed as "not run" and does not fail the run.
+After the run every gate is evaluated and a table printed at the end of the terminal
+summary.  A gate fails the run (exit status "tests failed") when its bound is not met, and
+also when what it needs did not happen: a benchmark that was skipped (a missing hiredis,
+an unbuilt compiled module), failed, or does not exist (a renamed test), or a figure that
+was never recorded; the table says which and why.  Only a benchmark deselected on purpose
+(``-k``, ``-m``) leaves its gate "not run" without failing.  When benchmarks are not run
+at all (plain ``pytest``, which passes ``--benchmark-skip``), no gate is evaluated.
 
 A module may also define ``benchmark_report() -> list[str]``: lines of absolute figures
 (jobs/s next to a target, say), printed in a "benchmark figures" section after the run.
-Figures are for the reader; only ratios gate.
 """
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -36,93 +48,175 @@ _STATS_KEY = pytest.StashKey[dict]()
 _GATES_KEY = pytest.StashKey[list]()
 _RESULTS_KEY = pytest.StashKey[list]()
 _REPORTS_KEY = pytest.StashKey[list]()
+_FIGURES_KEY = pytest.StashKey[dict]()
+_OUTCOMES_KEY = pytest.StashKey[dict]()
+_ITEMS_KEY = pytest.StashKey[set]()
+_DESELECTED_KEY = pytest.StashKey[set]()
+
+_RATIO_KEYS = {"name", "slow", "fast", "min_ratio", "stat", "note"}
+_FIGURE_KEYS = {"name", "figure", "by", "max", "min", "note"}
 
 
 @dataclasses.dataclass
 class _Gate:
     module: str
     name: str
-    slow: str
-    fast: str
-    min_ratio: float
+    slow: str | None = None
+    fast: str | None = None
+    min_ratio: float | None = None
     stat: str = "min"
+    figure: str | None = None
+    by: str | None = None
+    max: float | None = None
+    min: float | None = None
+    note: str = ""
+
+    @property
+    def tests(self) -> list[str]:
+        return [t for t in (self.slow, self.fast, self.by) if t]
+
+    def bound(self) -> str:
+        if self.figure is None:
+            return f">= {self.min_ratio:.3g}"
+        return f"<= {self.max:.3g}" if self.max is not None else f">= {self.min:.3g}"
 
 
 @dataclasses.dataclass
 class _Result:
     gate: _Gate
-    slow_time: float | None = None
-    fast_time: float | None = None
+    value: float | None = None
+    status: str = "not run"  # ok | FAILED | not run
+    reason: str = ""
 
-    @property
-    def ratio(self) -> float | None:
-        if self.slow_time is None or self.fast_time is None or self.fast_time <= 0:
-            return None
-        return self.slow_time / self.fast_time
 
-    @property
-    def status(self) -> str:
-        if self.ratio is None:
-            return "not run"
-        return "ok" if self.ratio >= self.gate.min_ratio else "FAILED"
+def _parse_gate(module: str, spec: dict[str, Any]) -> _Gate:
+    keys = set(spec)
+    if "figure" in spec:
+        ok = keys <= _FIGURE_KEYS and {"name", "figure", "by"} <= keys and (("max" in spec) != ("min" in spec))
+    else:
+        ok = keys <= _RATIO_KEYS and {"name", "slow", "fast", "min_ratio"} <= keys and \
+            spec.get("stat", "min") in ("min", "median")
+    if not ok:
+        raise pytest.UsageError(f"{module}: bad BENCHMARK_GATES entry {spec!r}")
+    return _Gate(module=module, **spec)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_STATS_KEY] = {}
-    config.stash[_GATES_KEY] = []
-    config.stash[_RESULTS_KEY] = []
-    config.stash[_REPORTS_KEY] = []
+    for key, value in ((_STATS_KEY, {}), (_GATES_KEY, []), (_RESULTS_KEY, []), (_REPORTS_KEY, []),
+                       (_FIGURES_KEY, {}), (_OUTCOMES_KEY, {}), (_ITEMS_KEY, set()),
+                       (_DESELECTED_KEY, set())):
+        config.stash[key] = value
+
+
+def _benchmarks_off(config: pytest.Config) -> bool:
+    session = getattr(config, "_benchmarksession", None)
+    return bool(getattr(session, "skip", False) or getattr(session, "disabled", False))
+
+
+def pytest_deselected(items) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None:
+            item.config.stash[_DESELECTED_KEY].add((module.__name__, item.name))
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items) -> None:
     seen = set()
     for item in items:
         module = getattr(item, "module", None)
-        if module is None or module.__name__ in seen:
+        if module is None:
+            continue
+        config.stash[_ITEMS_KEY].add((module.__name__, item.name))
+        if module.__name__ in seen:
             continue
         seen.add(module.__name__)
         report = getattr(module, "benchmark_report", None)
         if callable(report):
             config.stash[_REPORTS_KEY].append(report)
         for spec in getattr(module, "BENCHMARK_GATES", ()):
-            unknown = set(spec) - {"name", "slow", "fast", "min_ratio", "stat"}
-            if unknown or spec.get("stat", "min") not in ("min", "median"):
-                raise pytest.UsageError(f"{module.__name__}: bad BENCHMARK_GATES entry {spec!r}")
-            config.stash[_GATES_KEY].append(_Gate(module=module.__name__, **spec))
+            config.stash[_GATES_KEY].append(_parse_gate(module.__name__, spec))
+
+
+@pytest.fixture
+def record_figure(request: pytest.FixtureRequest):
+    """``record_figure(name, value)``: a figure for this module's figure gates (and the
+    table); also kept in the benchmark's ``extra_info`` when the test uses one."""
+    module = request.module.__name__
+    figures = request.config.stash[_FIGURES_KEY]
+
+    def record(name: str, value: float) -> None:
+        figures[(module, name)] = float(value)
+
+    return record
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
-    # The benchmark fixture still holds its statistics at the end of the call phase.
-    if call.when == "call":
+    outcome = yield
+    report = outcome.get_result()
+    module = getattr(item, "module", None)
+    key = (module.__name__ if module is not None else "", item.name)
+    outcomes = item.config.stash[_OUTCOMES_KEY]
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        outcomes[key] = f"skipped ({reason.removeprefix('Skipped: ')})"
+    elif report.failed:
+        outcomes[key] = f"failed in {report.when}"
+    elif report.when == "call":
+        outcomes.setdefault(key, "passed")
+        # The benchmark fixture still holds its statistics at the end of the call phase.
         fixture = getattr(item, "funcargs", {}).get("benchmark")
         metadata = getattr(fixture, "stats", None)
         if metadata is not None and getattr(metadata, "stats", None) is not None:
-            module = getattr(item, "module", None)
-            name = module.__name__ if module is not None else ""
-            item.config.stash[_STATS_KEY][(name, item.name)] = metadata.stats
-    yield
+            item.config.stash[_STATS_KEY][key] = metadata.stats
+
+
+def _evaluate(config: pytest.Config, gate: _Gate) -> _Result:
+    result = _Result(gate)
+    deselected = config.stash[_DESELECTED_KEY]
+    items = config.stash[_ITEMS_KEY]
+    outcomes = config.stash[_OUTCOMES_KEY]
+    missing = []
+    for test in gate.tests:
+        key = (gate.module, test)
+        if key in deselected:
+            result.reason = f"{test} deselected"
+            return result
+        if key not in items:
+            missing.append(f"no benchmark {test} in {gate.module}")
+        elif outcomes.get(key, "not run") != "passed":
+            missing.append(f"{test} {outcomes.get(key, 'did not run')}")
+    if missing:
+        result.status, result.reason = "FAILED", "; ".join(missing)
+        return result
+    if gate.figure is not None:
+        value = config.stash[_FIGURES_KEY].get((gate.module, gate.figure))
+        if value is None:
+            result.status, result.reason = "FAILED", f"{gate.by} recorded no figure {gate.figure!r}"
+            return result
+        result.value = value
+        ok = value <= gate.max if gate.max is not None else value >= gate.min  # type: ignore[operator]
+    else:
+        stats = config.stash[_STATS_KEY]
+        slow = getattr(stats.get((gate.module, gate.slow)), gate.stat, None)
+        fast = getattr(stats.get((gate.module, gate.fast)), gate.stat, None)
+        if slow is None or fast is None or fast <= 0:
+            result.status, result.reason = "FAILED", "no timing statistics (benchmark fixture unused?)"
+            return result
+        result.value = slow / fast
+        ok = result.value >= gate.min_ratio  # type: ignore[operator]
+    result.status = "ok" if ok else "FAILED"
+    return result
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    stats = session.config.stash[_STATS_KEY]
-    results = session.config.stash[_RESULTS_KEY]
-    for gate in session.config.stash[_GATES_KEY]:
-        slow = stats.get((gate.module, gate.slow))
-        fast = stats.get((gate.module, gate.fast))
-        results.append(_Result(gate, getattr(slow, gate.stat, None) if slow else None,
-                               getattr(fast, gate.stat, None) if fast else None))
+    config = session.config
+    if _benchmarks_off(config):
+        return
+    results = config.stash[_RESULTS_KEY]
+    results.extend(_evaluate(config, gate) for gate in config.stash[_GATES_KEY])
     if any(r.status == "FAILED" for r in results) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
-            return f"{seconds / scale:.3g} {unit}"
-    return f"{seconds / 1e-9:.3g} ns"
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -135,15 +229,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if not results:
         return
     write = terminalreporter.write_line
-    terminalreporter.section("benchmark ratio gates")
+    terminalreporter.section("benchmark gates")
     width = max(len(r.gate.name) for r in results)
-    write(f"{'gate':<{width}}  {'slow':>10}  {'fast':>10}  {'ratio':>8}  {'needs':>8}  status")
+    write(f"{'gate':<{width}}  {'measured':>10}  {'bound':>10}  status")
     for r in results:
-        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}x"
-        write(f"{r.gate.name:<{width}}  {_fmt_time(r.slow_time):>10}  {_fmt_time(r.fast_time):>10}  "
-              f"{ratio:>8}  {'>=' + format(r.gate.min_ratio, '.2f'):>8}  {r.status}"
-              + ("" if r.status == "not run" else f"  ({r.gate.stat})"),
-              red=r.status == "FAILED", green=r.status == "ok")
-    failed = [r.gate.name for r in results if r.status == "FAILED"]
+        value = "-" if r.value is None else f"{r.value:.3g}" + ("x" if r.gate.figure is None else "")
+        line = f"{r.gate.name:<{width}}  {value:>10}  {r.gate.bound():>10}  {r.status}"
+        if r.reason:
+            line += f"  ({r.reason})"
+        write(line, red=r.status == "FAILED", green=r.status == "ok")
+    failed = [r for r in results if r.status == "FAILED"]
     if failed:
-        write(f"{len(failed)} benchmark gate(s) FAILED: {', '.join(failed)}", red=True, bold=True)
+        write(f"{len(failed)} benchmark gate(s) FAILED:", red=True, bold=True)
+        for r in failed:
+            what = (f"{r.gate.figure} = {r.value:.4g}" if r.gate.figure and r.value is not None
+                    else f"ratio {r.value:.3g}x" if r.value is not None else "not measured")
+            write(f"  {r.gate.name}: {what}, bound {r.gate.bound()}"
+                  + (f": {r.reason}" if r.reason else ""), red=True)

@@ -214,6 +214,9 @@ class Client:
     which commands are retried after a transport fault.
     """
 
+    #: The connection class (benchmarks swap in a one-command-per-write baseline).
+    _connection_class: type[Connection] = Connection
+
     def __init__(self, url: str | None = None, *, host: str | None = None, port: int | None = None,
                  password: str | None = None, wid: str | None = None, labels: Iterable[str] = (),
                  pool_size: int = 10, tls: bool | _ssl.SSLContext | None = None,
@@ -553,7 +556,7 @@ class Client:
             while not self._closed:
                 self._connect_attempts += 1
                 try:
-                    conn = await Connection.open(
+                    conn = await self._connection_class.open(
                         self.host, self.port, password=self.password, ssl=self.ssl,
                         hello=self._hello(), connect_timeout=self.connect_timeout,
                         command_timeout=self.command_timeout, codec=self.codec)

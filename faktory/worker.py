@@ -286,6 +286,8 @@ class Worker:
 
     #: Seconds pending ACK/FAILs are retried for once the worker is stopping.
     report_grace: float = 5.0
+    #: The client class (benchmarks swap in one over a baseline transport).
+    _client_class: Any = None
 
     def __init__(
         self,
@@ -363,6 +365,7 @@ class Worker:
         self._fetcher_waiters: list[asyncio.Future[None]] = []
         self._fetch_waiters: list[asyncio.Future[None]] = []  # wait_fetches_answered()
         self._pump_handle: asyncio.Handle | None = None
+        self._accepting = True  # FETCHed jobs are run (False once a stop gave up waiting)
         self._pack_ack = self._codec.pack_ack
         self._running: dict[JobContext, asyncio.Task[Any]] = {}
         self._reports = 0  # ACK/FAILs not yet answered
@@ -544,8 +547,9 @@ class Worker:
         # ACK, FAIL and BEAT share the pipelined connections of one client (the results of
         # jobs that end together leave in one write: a pipeline as deep as the slots); each
         # FETCH connection belongs to one fetcher, so nothing waits behind a blocking FETCH.
-        self._client = Client(pool_size=self.pool_size, pipeline_depth=max(8, self.concurrency), **common)
-        self._fetch_client = Client(pool_size=self.fetchers, **common)
+        client_class = self._client_class or Client
+        self._client = client_class(pool_size=self.pool_size, pipeline_depth=max(8, self.concurrency), **common)
+        self._fetch_client = client_class(pool_size=self.fetchers, **common)
         self._pack_ack = self._codec.pack_ack
         try:
             await self._client.connect()
@@ -611,8 +615,9 @@ class Worker:
             log.error("worker %s: internal task failed", self.wid, exc_info=task.exception())
 
     async def _close_clients(self) -> None:
-        grace = 1.0 if self.killed else self.report_grace
-        for client in (self._fetch_client, self._client):
+        # The results were waited for already; FETCHes still out are dropped (see _shutdown),
+        # but jobs being handed back get their second.
+        for client, grace in ((self._fetch_client, 1.0), (self._client, 1.0)):
             if client is not None:
                 try:
                     await client.close(grace)
@@ -642,26 +647,36 @@ class Worker:
         return True
 
     async def _shutdown(self) -> None:
+        """Stop: no new FETCH; running jobs and the FETCHes already sent get ``timeout``
+        seconds (a FETCH's job runs like the others); then jobs still running are
+        cancelled and FAILed, the results get ``report_grace`` seconds, and FETCHes the
+        server still holds are dropped with their connections.  So a stop takes at most
+        ``timeout + report_grace`` seconds, and ``kill()`` about one second.
+
+        (FETCHes are pipelined while the queues have a backlog.  Right after one drains,
+        the server serves a connection's FETCHes one after the other, each held up to 2 s:
+        a stop then waits for them, within ``timeout``, so that a job pushed meanwhile is
+        run, not left reserved.)"""
         assert self._kill_requested is not None
         self._set_state(STOPPING)
         self._wake_fetchers()
         self._beat_soon()
         killed = self._kill_requested.is_set()
-        deadline = _monotonic() + self.timeout
         if not killed:
             log.info("worker %s stopping: %d running jobs get %.1f s", self.wid,
                      len(self._running), self.timeout)
-            # FETCHes already sent are answered within the server's 2 s; their jobs run
-            # like the others.
             finished = await self._wait_until(
-                lambda: not self._running and not self._fetching, deadline)
+                lambda: not self._running and not self._fetching, _monotonic() + self.timeout)
             killed = self._kill_requested.is_set()
         else:
             finished = not self._running and not self._fetching
+        self._accepting = False  # from here on, a FETCHed job is handed back, not run
         if killed:
             self.killed = True
             log.warning("worker %s stopping at once", self.wid)
         if not finished:
+            if self._fetching:
+                log.info("worker %s: dropping %d FETCHes the server still holds", self.wid, self._fetching)
             self._abandon_running("worker stopped at once" if killed else
                                   f"worker shutdown: job still running after {self.timeout:g} s")
         await self._wait_reports(min(self.report_grace, 1.0) if killed else self.report_grace)
@@ -669,6 +684,7 @@ class Worker:
     async def _shutdown_at_once(self) -> None:
         # A second cancellation: give up on the jobs, report them within a second.
         self.killed = True
+        self._accepting = False
         self._set_state(STOPPING)
         self._abandon_running("worker stopped at once (work() cancelled twice)")
         try:
@@ -677,11 +693,9 @@ class Worker:
             pass
 
     async def _wait_reports(self, grace: float) -> None:
-        # ACK/FAILs in flight, and FETCH replies still due (a job in one is handed back).
-        if not await self._wait_until(lambda: self._reports == 0 and not self._fetching,
-                                      _monotonic() + grace, stop_on_kill=False):
-            if self._reports:
-                log.warning("worker %s: %d ACK/FAIL not delivered at shutdown", self.wid, self._reports)
+        # ACK/FAILs still unanswered (each retried on transport errors until the grace ends).
+        if not await self._wait_until(lambda: self._reports == 0, _monotonic() + grace, stop_on_kill=False):
+            log.warning("worker %s: %d ACK/FAIL not delivered at shutdown", self.wid, self._reports)
 
     def _abandon_running(self, reason: str) -> None:
         for ctx, task in list(self._running.items()):
@@ -805,7 +819,7 @@ class Worker:
         if type(reply) is bytes:
             if self._fetch_limit.get(conn) != self._fetch_cap:
                 self._fetch_limit[conn] = self._fetch_cap  # jobs again: pipeline FETCHes
-            if self.killed or self._state == STOPPED:
+            if not self._accepting:
                 self._free += 1
                 self._hand_back(reply)
             else:

@@ -153,6 +153,34 @@ async def test_cancelling_work_runs_the_graceful_shutdown_then_reraises(faktory_
         assert worker.processed + worker.failed + left == 13
 
 
+async def test_a_stop_right_after_a_backlog_drains_is_bounded_and_loses_nothing(faktory_url):
+    done = asyncio.Event()
+    ran: list[int] = []
+
+    async def noop(n: int) -> None:
+        ran.append(n)
+        if len(ran) == 300:
+            done.set()
+
+    async with Client(faktory_url) as client:
+        await client.push_bulk(Job("noop", n, queue="drained") for n in range(300))
+        worker = Worker(url=faktory_url, concurrency=20, timeout=3, queues=["drained"])
+        worker.register("noop", noop)
+        task = asyncio.ensure_future(worker.work(handle_signals=False))
+        await asyncio.wait_for(done.wait(), 20)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        worker.stop()
+        late = await client.push(Job("noop", 300, queue="drained"))  # while FETCHes are held
+        await asyncio.wait_for(task, 15)
+        assert loop.time() - started < 3 + 5 + 1.0  # timeout + report_grace, and a margin
+        state = await info(client)
+        assert state["sets"]["working"] == 0  # no job left reserved by a dropped FETCH
+        # The late job was either run by a FETCH the stop waited for, or is still queued.
+        assert (300 in ran) != (state["queues"].get("drained", 0) == 1), (ran[-3:], state["queues"])
+        assert late
+
+
 # -- 4. reconnect_timeout bounds every caller, however many wait ----------------------------
 
 @pytest.mark.timeout_s(60)
