@@ -1,8 +1,8 @@
 """Client-side costs: what the pool adds to a round trip, and the CPU cost of PUSHB encoding.
 
 * ``test_roundtrip[connection]`` vs ``test_roundtrip[client]``: ``ROUNDTRIPS`` sequential
-  ACKs over one open ``Connection`` (``execute``) and through ``Client.ack`` (pool
-  checkout/checkin, resend bookkeeping).  The server runs in a child process (its own
+  ACKs over one open ``Connection`` (``execute``) and through ``Client.ack`` (choosing a
+  pooled connection, resend bookkeeping).  The server runs in a child process (its own
   core); both sides on uvloop.  Gate: the client is at most 25 % slower than the bare
   connection.
 * ``test_bulk_encode[job|dict]``: turning 1,000 jobs into one PUSHB line as
@@ -23,7 +23,7 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
     uvloop = None
 
-from faktory.client import Client
+from faktory.client import Client, _Bulk
 from faktory.connection import Connection
 from faktory.job import Job
 from faktory.server import ServerProcess
@@ -58,7 +58,7 @@ def test_roundtrip(benchmark, server_url: str, loop: asyncio.AbstractEventLoop, 
     data = client.codec.pack_ack("bench-no-such-jid")
     try:
         if via == "connection":
-            conn: Connection = loop.run_until_complete(client._checkout())
+            conn: Connection = client._shared[0]
 
             async def many() -> None:
                 execute = conn.execute
@@ -72,8 +72,6 @@ def test_roundtrip(benchmark, server_url: str, loop: asyncio.AbstractEventLoop, 
                     await ack("bench-no-such-jid")
 
         benchmark.pedantic(lambda: loop.run_until_complete(many()), rounds=7, warmup_rounds=1)
-        if via == "connection":
-            client._checkin(conn)
     finally:
         loop.run_until_complete(client.close())
 
@@ -91,9 +89,9 @@ def test_bulk_encode(benchmark, kind: str) -> None:
     jobs = _chunk_jobs(kind)
 
     def encode() -> bytes | None:
-        rejected: dict[str, Any] = {}
-        chunk, _ = client._bulk_chunk(iter(jobs), BULK, rejected)
-        return client._pack_bulk(chunk, rejected)
+        bulk = _Bulk()
+        chunk, _ = client._bulk_chunk(enumerate(jobs), BULK, bulk)
+        return client._pack_bulk(chunk, bulk)
 
     data = benchmark(encode)
     assert data is not None and data.startswith(b"PUSHB [")

@@ -2,15 +2,21 @@
 from faktory.client import Client
 from faktory.connection import Connection
 from faktory.errors import (
+    BulkPushError,
     CommandTimeout,
+    ConnectionProtocolError,
     FaktoryConnectionError,
     FaktoryError,
     HandshakeError,
+    InvalidJobError,
     InvalidPasswordError,
+    JobCancelledError,
     JobNotFoundError,
+    NotSentError,
     NotUniqueError,
     ProtocolError,
     ServerError,
+    UnknownJobTypeError,
     UnknownWorkerError,
 )
 from faktory.job import Job
@@ -35,15 +41,21 @@ __all__ = [
     "Connection",
     "Job",
     "Mutation",
+    "BulkPushError",
     "CommandTimeout",
+    "ConnectionProtocolError",
     "FaktoryConnectionError",
     "FaktoryError",
     "HandshakeError",
+    "InvalidJobError",
     "InvalidPasswordError",
+    "JobCancelledError",
     "JobNotFoundError",
+    "NotSentError",
     "NotUniqueError",
     "ProtocolError",
     "ServerError",
+    "UnknownJobTypeError",
     "UnknownWorkerError",
     "__version__",
 ]

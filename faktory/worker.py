@@ -77,7 +77,13 @@ QueueSpec = Union[Sequence[str], Mapping[str, float], Callable[[], Sequence[str]
 NEW, RUNNING, QUIET, STOPPING, STOPPED = "new", "running", "quiet", "stopping", "stopped"
 _ORDER = {NEW: 0, RUNNING: 1, QUIET: 2, STOPPING: 3, STOPPED: 4}
 
-_json_loads = json.loads
+_json_decode = json.JSONDecoder().decode
+
+
+def _json_loads(reply: bytes) -> Any:
+    # json.loads(bytes) sniffs the encoding first; the server always sends UTF-8.
+    return _json_decode(reply.decode("utf-8"))
+
 FETCH_BLOCK = 2.0  # seconds the server may hold a FETCH on empty queues
 _monotonic = time.monotonic
 
