@@ -97,7 +97,7 @@ class LeasePerCommandClient(Client):
                     return await self._connection_class.open(
                         self.host, self.port, password=self.password, ssl=self.ssl,
                         hello=self._hello(), connect_timeout=self.connect_timeout,
-                        command_timeout=self.command_timeout, codec=self.codec)
+                        command_timeout=self.command_timeout, _codec=self.codec)
                 except BaseException:
                     self._open_count -= 1
                     raise

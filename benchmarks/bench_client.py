@@ -23,7 +23,8 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
     uvloop = None
 
-from faktory.client import Client, _Bulk
+from faktory.bulk import BulkState, pack_chunk, take_chunk
+from faktory.client import Client
 from faktory.connection import Connection
 from faktory.job import Job
 from faktory.server import ServerProcess
@@ -89,9 +90,9 @@ def test_bulk_encode(benchmark, kind: str) -> None:
     jobs = _chunk_jobs(kind)
 
     def encode() -> bytes | None:
-        bulk = _Bulk()
-        chunk, _ = client._bulk_chunk(enumerate(jobs), BULK, bulk)
-        return client._pack_bulk(chunk, bulk)
+        state = BulkState()
+        chunk, _ = take_chunk(enumerate(jobs), BULK, state, client._payload)
+        return pack_chunk(chunk, state, client.codec)
 
     data = benchmark(encode)
     assert data is not None and data.startswith(b"PUSHB [")

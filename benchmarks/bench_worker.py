@@ -10,7 +10,7 @@ Two measures, each with its own benchmark (pytest-benchmark's ``timer``):
 * ``cpu``: CPU seconds this process spent doing it (``time.process_time``), i.e. the
   client's CPU (ms per 1,000 jobs = time / 20).
 
-for the compiled and the pure-Python codec (``Worker(codec=...)``), and for a baseline: a
+for the compiled and the pure-Python codec (``protocol.selected(name)``), and for a baseline: a
 bare FETCH/ACK loop (20 coroutines, each FETCH then ACK on its own connection, no worker
 machinery): about the least client CPU a job can cost, and what the server and codec
 allow.  The gates (``BENCHMARK_GATES``, see
@@ -157,8 +157,8 @@ async def drain_with_worker(lt: LoopThread, url: str, codec_name: str,
         if count == jobs:
             done.set()
 
-    worker = Worker(url=url, concurrency=CONCURRENCY, queues=[QUEUE],
-                    codec=protocol.CODECS[codec_name], **WORKER_OPTIONS)
+    with protocol.selected(codec_name):
+        worker = Worker(url=url, concurrency=CONCURRENCY, queues=[QUEUE], **WORKER_OPTIONS)
     worker.register("noop", noop)
     cpu0, wall0 = time.process_time(), time.perf_counter()
     task = asyncio.ensure_future(worker.work(handle_signals=False))
@@ -200,7 +200,8 @@ async def drain_bare(lt: LoopThread, url: str, codec_name: str = "cython",
                 done.set()
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    conns = [await Connection.open(host, int(port), codec=codec) for _ in range(CONCURRENCY)]
+    with protocol.selected(codec_name):
+        conns = [await Connection.open(host, int(port)) for _ in range(CONCURRENCY)]
     loops = asyncio.gather(*(loop_one(conn) for conn in conns))
 
     async def stop() -> None:

@@ -16,6 +16,8 @@ from faktory.errors import (
     NotUniqueError,
     ProtocolError,
     ServerError,
+    ServerStartError,
+    StorageError,
     UnknownJobTypeError,
     UnknownWorkerError,
 )
@@ -55,6 +57,8 @@ __all__ = [
     "NotUniqueError",
     "ProtocolError",
     "ServerError",
+    "ServerStartError",
+    "StorageError",
     "UnknownJobTypeError",
     "UnknownWorkerError",
     "__version__",

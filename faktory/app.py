@@ -21,7 +21,8 @@ from __future__ import annotations
 from typing import Any, Callable, Generator
 
 from faktory.middleware import Middleware
-from faktory.worker import Worker, register_into
+from faktory.registry import register_into
+from faktory.worker import Worker
 
 __all__ = ["Faktory", "create", "default", "register", "use", "connect", "work", "stop"]
 

@@ -145,11 +145,13 @@ class Connection(asyncio.Protocol):
                  "closing", "server_info", "_dispatch", "_on_reply_cb")
 
     def __init__(self, host: str, port: int, *, command_timeout: float | None = 10.0,
-                 codec: ModuleType | None = None) -> None:
+                 codec: ModuleType | None = None, _codec: ModuleType | None = None) -> None:
         self.host = host
         self.port = port
         self.command_timeout = command_timeout
-        self.codec = codec or protocol.codec
+        if codec is not None:
+            _codec = protocol.deprecated_codec_argument(codec, "Connection")
+        self.codec = _codec or protocol.codec
         self._reader = self.codec.Reader()
         self._dispatch = self._reader.dispatch
         self._on_reply_cb = self._on_reply
@@ -176,7 +178,8 @@ class Connection(asyncio.Protocol):
     async def open(cls, host: str, port: int, *, password: str | None = None,
                    ssl: _ssl.SSLContext | None = None, server_hostname: str | None = None,
                    hello: dict[str, Any] | None = None, connect_timeout: float = 5.0,
-                   command_timeout: float | None = 10.0, codec: ModuleType | None = None) -> Connection:
+                   command_timeout: float | None = 10.0, codec: ModuleType | None = None,
+                   _codec: ModuleType | None = None) -> Connection:
         """Connect, read ``HI``, send ``HELLO`` and wait for ``+OK``, all within
         ``connect_timeout`` seconds.
 
@@ -188,7 +191,9 @@ class Connection(asyncio.Protocol):
         ``FaktoryConnectionError`` (from the ``OSError``) when the TCP/TLS connection
         cannot be made.
         """
-        conn = cls(host, port, command_timeout=command_timeout, codec=codec)
+        if codec is not None:
+            _codec = protocol.deprecated_codec_argument(codec, "Connection.open")
+        conn = cls(host, port, command_timeout=command_timeout, _codec=_codec)
         try:
             await asyncio.wait_for(conn._handshake(password, ssl, server_hostname, hello),
                                    connect_timeout)

@@ -18,6 +18,8 @@ __all__ = [
     "UnknownJobTypeError",
     "JobCancelledError",
     "InvalidJobError",
+    "StorageError",
+    "ServerStartError",
     "ERROR_CODES",
     "server_error",
 ]
@@ -133,6 +135,22 @@ class JobCancelledError(FaktoryError):
 class InvalidJobError(FaktoryError, ValueError):
     """A fetched job the worker cannot run at all (not JSON, no ``jobtype``...): it is
     FAILed at once with this error instead of waiting out its reservation."""
+
+
+class StorageError(FaktoryError, RuntimeError):
+    """The embedded server's storage file cannot be used (not ours, a newer schema, in use
+    by another server, or a write failed)."""
+
+
+class ServerStartError(FaktoryError, RuntimeError):
+    """A ``ServerProcess`` child exited, or did not accept connections in time, during
+    start-up.  ``returncode`` is its exit status (``None`` if it was still running and was
+    killed at the deadline); ``output`` what it printed."""
+
+    def __init__(self, message: str, returncode: int | None, output: str) -> None:
+        super().__init__(f"{message}\n{output}" if output else message)
+        self.returncode = returncode
+        self.output = output
 
 
 #: Error classes chosen by the code word of the error line.

@@ -9,16 +9,19 @@ and benchmarks can run both in one process (``Connection.open(..., codec=CODECS[
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 import os
+import warnings
 from types import ModuleType
+from typing import Iterator
 
 from faktory import _resp_py
 from faktory._const import NEED_DATA
 
 __all__ = ["CODECS", "COMPILED_IMPORT_ERROR", "IMPLEMENTATION", "NEED_DATA", "codec",
-           "extensions_disabled"]
+           "extensions_disabled", "selected"]
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +52,26 @@ CODECS[_resp_py.IMPLEMENTATION] = _resp_py
 #: The active codec: the first of ``CODECS`` (compiled when available).
 codec: ModuleType = next(iter(CODECS.values()))
 IMPLEMENTATION: str = codec.IMPLEMENTATION
+
+
+@contextlib.contextmanager
+def selected(name: str) -> Iterator[ModuleType]:
+    """For tests and benchmarks that compare the codecs in one process: inside the block,
+    ``codec`` (what new ``Connection``, ``Client`` and ``Worker`` objects take, and keep)
+    is the codec named ``name`` (``"cython"`` or ``"python"``).  ``IMPLEMENTATION`` still
+    names the codec chosen at import.  Not thread-safe; not for production code."""
+    global codec
+    chosen = CODECS[name]
+    before, codec = codec, chosen
+    try:
+        yield chosen
+    finally:
+        codec = before
+
+
+def deprecated_codec_argument(value: ModuleType | str, owner: str) -> ModuleType:
+    """The codec a deprecated ``codec=`` argument names (with a ``DeprecationWarning``)."""
+    warnings.warn(f"{owner}(codec=...) is deprecated and goes in the next release: select the codec "
+                  "with FAKTORY_NO_EXTENSIONS, or in tests with faktory.protocol.selected(name)",
+                  DeprecationWarning, stacklevel=3)
+    return CODECS[value] if isinstance(value, str) else value

@@ -25,20 +25,17 @@ server retries them); pending ACK/FAILs get ``report_grace`` seconds; connection
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import json
 import logging
 import os
 import random
-import resource
 import signal
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import warnings
 from types import ModuleType
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, Union
+from typing import Any, Awaitable, Callable, Iterable
 
 from faktory import protocol
 from faktory.connection import Connection
@@ -46,32 +43,41 @@ from faktory.errors import (
     FaktoryConnectionError,
     FaktoryError,
     InvalidJobError,
-    JobCancelledError,
-    UnknownJobTypeError,
     JobNotFoundError,
     NotSentError,
     ServerError,
     UnknownWorkerError,
 )
+from faktory import errors as _errors
+from faktory.executor import Executor
 from faktory.middleware import JobContext, Middleware, compose
+from faktory.queues import QueueSpec as _QueueSpec
+from faktory.queues import queue_order as _queue_order
+from faktory.registry import register_into as _register_into
+from faktory.rss import rss_kb as _rss_kb
 
-__all__ = [
-    "Worker",
-    "JobContext",
-    "UnknownJobTypeError",
-    "JobCancelledError",
-    "QueueSpec",
-    "queue_order",
-    "weighted_shuffle",
-    "rss_kb",
-    "register_into",
-]
+__all__ = ["Worker", "Stopping", "JobContext"]
+
+# Moved out in 0.2 (one concept per file); importable from here for one more release.
+_MOVED = {
+    "QueueSpec": "faktory.queues", "queue_order": "faktory.queues", "weighted_shuffle": "faktory.queues",
+    "rss_kb": "faktory.rss", "register_into": "faktory.registry",
+    "UnknownJobTypeError": "faktory.errors", "JobCancelledError": "faktory.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'faktory.worker' has no attribute {name!r}")
+    warnings.warn(f"faktory.worker.{name} moved to {module}.{name}; import it from there "
+                  "(the old name goes in the next release)", DeprecationWarning, stacklevel=2)
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
 
 log = logging.getLogger("faktory.worker")
-
-#: ``queues=``: a sequence (strict order), a mapping ``{name: weight}`` (weighted random
-#: order, reshuffled for every FETCH) or a callable returning the list for each FETCH.
-QueueSpec = Union[Sequence[str], Mapping[str, float], Callable[[], Sequence[str]]]
 
 # States only move forward.
 NEW, RUNNING, QUIET, STOPPING, STOPPED = "new", "running", "quiet", "stopping", "stopped"
@@ -88,145 +94,6 @@ FETCH_BLOCK = 2.0  # seconds the server may hold a FETCH on empty queues
 _monotonic = time.monotonic
 
 
-# ---------------------------------------------------------------------------------------
-# queue order
-
-
-def weighted_shuffle(weights: Mapping[str, float], rng: random.Random | None = None) -> list[str]:
-    """Order ``weights``' names at random, each pick weighted among those still left.
-
-    A name is first with probability ``weight / sum(weights)``; equal weights give a
-    uniformly random permutation.  (Efraimidis and Spirakis: sort by ``u ** (1/w)``.)
-    """
-    rand = (rng or random).random
-    return sorted(weights, key=lambda name: rand() ** (1.0 / weights[name]), reverse=True)
-
-
-class _StrictOrder:
-    __slots__ = ("names", "command")
-
-    def __init__(self, names: Sequence[str], codec: ModuleType) -> None:
-        self.names = tuple(names)
-        self.command = codec.pack_fetch(self.names)
-
-    def __call__(self) -> bytes:
-        return self.command
-
-    def describe(self) -> str:
-        return ", ".join(self.names) + " (strict order)"
-
-
-class _WeightedOrder:
-    __slots__ = ("weights", "names", "_rng", "_pack", "_inverse")
-
-    def __init__(self, weights: Mapping[str, float], codec: ModuleType, rng: random.Random | None) -> None:
-        self.weights = dict(weights)
-        self.names = tuple(self.weights)
-        self._rng = rng or random.Random()
-        self._pack = codec.pack_fetch
-        self._inverse = {name: 1.0 / weight for name, weight in self.weights.items()}
-        codec.pack_fetch(self.names)  # validates the names once
-
-    def __call__(self) -> bytes:
-        rand = self._rng.random
-        inverse = self._inverse
-        return self._pack(sorted(self.names, key=lambda n: rand() ** inverse[n], reverse=True))
-
-    def describe(self) -> str:
-        return ", ".join(f"{n}={w:g}" for n, w in self.weights.items()) + " (weighted random order)"
-
-
-class _CallableOrder:
-    __slots__ = ("fn", "names", "_pack")
-
-    def __init__(self, fn: Callable[[], Sequence[str]], codec: ModuleType) -> None:
-        self.fn = fn
-        self.names: tuple[str, ...] = ()
-        self._pack = codec.pack_fetch
-
-    def __call__(self) -> bytes:
-        return self._pack(list(self.fn()))
-
-    def describe(self) -> str:
-        return f"chosen by {getattr(self.fn, '__qualname__', self.fn)!s} for each fetch"
-
-
-def queue_order(spec: QueueSpec, codec: ModuleType | None = None,
-                rng: random.Random | None = None) -> Callable[[], bytes]:
-    """Turn a ``queues=`` value into a function returning the FETCH command to send next.
-
-    Raises ``ValueError``/``TypeError`` for an empty list, a bad name or a weight <= 0.
-    """
-    codec = codec or protocol.codec
-    if isinstance(spec, str):
-        raise TypeError(f"queues must be a sequence of names, not the string {spec!r}")
-    if isinstance(spec, Mapping):
-        if not spec:
-            raise ValueError("queues: at least one queue is needed")
-        for name, weight in spec.items():
-            if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
-                raise ValueError(f"queue {name!r}: weight must be a number > 0, not {weight!r}")
-        return _WeightedOrder(spec, codec, rng)
-    if callable(spec):
-        return _CallableOrder(spec, codec)
-    names = list(spec)
-    if not names:
-        raise ValueError("queues: at least one queue is needed")
-    if len(set(names)) != len(names):
-        raise ValueError(f"queues: duplicate names in {names!r}")
-    return _StrictOrder(names, codec)
-
-
-# ---------------------------------------------------------------------------------------
-# helpers
-
-_PAGE_KB = (os.sysconf("SC_PAGE_SIZE") // 1024) if hasattr(os, "sysconf") else 4
-
-
-def rss_kb() -> int:
-    """Resident set size of this process in KiB (peak RSS where /proc is missing)."""
-    try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE_KB
-    except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak // 1024 if os.uname().sysname == "Darwin" else peak
-
-
-def _is_async_callable(fn: Any) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    call = getattr(type(fn), "__call__", None)  # noqa: B004  # an instance with an async __call__
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-def _call_sync(fn: Callable[..., Any], ctx: JobContext) -> Any:
-    # Runs in a worker thread: the function and, when it returns one, its context
-    # provider (a plain function's provider runs where the function ran).
-    result = fn(*ctx.args)
-    if callable(result):
-        result = result(ctx)
-    return result
-
-
-def register_into(registry: dict[str, Callable[..., Any]], name: Any, fn: Any) -> Any:
-    """``register(name, fn)`` / ``@register`` / ``@register("name")`` over ``registry``."""
-    if callable(name) and fn is None:
-        fn, name = name, getattr(name, "__name__", None)
-    if fn is None:
-        def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-            return register_into(registry, name if name is not None else func.__name__, func)
-        return decorator
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"jobtype must be a non-empty str, not {name!r}")
-    if not callable(fn):
-        raise TypeError(f"job function for {name!r} must be callable, not {fn!r}")
-    registry[name] = fn
-    return fn
-
-
 def _resolve(future: "asyncio.Future[Any]") -> None:
     if not future.done():
         future.set_result(None)
@@ -234,14 +101,6 @@ def _resolve(future: "asyncio.Future[Any]") -> None:
 
 def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
     return min(cap, base * (2 ** min(attempt, 16))) * (0.5 + random.random() / 2)
-
-
-def _resolve_codec(codec: ModuleType | str | None) -> ModuleType:
-    if codec is None:
-        return protocol.codec
-    if isinstance(codec, str):
-        return protocol.CODECS[codec]
-    return codec
 
 
 def _pending_of(conn: Connection) -> int:
@@ -302,7 +161,7 @@ class Worker:
         concurrency: int = 20,
         timeout: float = 8.0,
         beat_interval: float = 15.0,
-        queues: QueueSpec = ("default",),
+        queues: _QueueSpec = ("default",),
         middleware: Iterable[Middleware] = (),
         registry: dict[str, Callable[..., Any]] | None = None,
         pool_size: int | None = None,
@@ -340,9 +199,9 @@ class Worker:
         if self.fetchers < 1:
             raise ValueError(f"fetchers must be >= 1, not {fetchers!r}")
         self.pool_size = pool_size if pool_size is not None else min(concurrency, 10)
-        self._codec = _resolve_codec(codec)
+        self._codec = protocol.codec if codec is None else protocol.deprecated_codec_argument(codec, "Worker")
         self._queue_spec = queues
-        self._next_fetch = queue_order(queues, self._codec, rng)
+        self._next_fetch = _queue_order(queues, self._codec, rng)
 
         #: Counters since start: jobs ACKed, jobs FAILed (including unknown jobtypes
         #: and jobs given up on at shutdown), and jobs given up on at shutdown.
@@ -357,9 +216,8 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: Any = None
         self._fetch_client: Any = None
-        self._chain: Callable[[JobContext], Awaitable[Any]] = self._run_job
-        self._executor: ThreadPoolExecutor | None = None
-        self._async_cache: dict[Any, bool] = {}
+        self._executor = Executor(concurrency, f"faktory-{self.wid[:8]}")
+        self._chain: Callable[[JobContext], Awaitable[Any]] = self._executor.run
         self._free = concurrency  # job slots: taken by a FETCH, kept by its job until it ends
         self._fetch_cap = -(-concurrency // self.fetchers)  # FETCHes in flight per connection, at most
         self._fetch_timeout = None if command_timeout is None else command_timeout + 2.0  # the server's 2 s
@@ -397,7 +255,7 @@ class Worker:
         Also a decorator: ``@worker.register`` (jobtype = the function's name) or
         ``@worker.register("jobtype")``.
         """
-        return register_into(self.registry, name, fn)
+        return _register_into(self.registry, name, fn)
 
     def use(self, middleware: Middleware) -> Middleware:
         """Append a middleware ``async def mw(ctx, next)``; returns it (decorator-friendly).
@@ -544,18 +402,19 @@ class Worker:
         self._stop_requested = asyncio.Event()
         self._kill_requested = asyncio.Event()
         self._changed = asyncio.Event()
-        self._chain = compose(self.middleware, self._run_job) if self.middleware else self._run_job
+        run = self._executor.run
+        self._chain = compose(self.middleware, run) if self.middleware else run
         self._log_jobs = log.isEnabledFor(logging.DEBUG)
         common = dict(url=self.url, password=self.password, tls=self.tls, wid=self.wid,
                       labels=self.labels, hostname=self.hostname,
-                      connect_timeout=self.connect_timeout, command_timeout=self.command_timeout,
-                      codec=self._codec)
+                      connect_timeout=self.connect_timeout, command_timeout=self.command_timeout)
         # ACK, FAIL and BEAT share the pipelined connections of one client (the results of
         # jobs that end together leave in one write: a pipeline as deep as the slots); each
         # FETCH connection belongs to one fetcher, so nothing waits behind a blocking FETCH.
         client_class = self._client_class or Client
-        self._client = client_class(pool_size=self.pool_size, pipeline_depth=max(8, self.concurrency), **common)
-        self._fetch_client = client_class(pool_size=self.fetchers, **common)
+        self._client = client_class(pool_size=self.pool_size, pipeline_depth=max(8, self.concurrency),
+                                    _codec=self._codec, **common)
+        self._fetch_client = client_class(pool_size=self.fetchers, _codec=self._codec, **common)
         self._pack_ack = self._codec.pack_ack
         try:
             await self._client.connect()
@@ -602,8 +461,7 @@ class Worker:
             if leftovers:
                 await asyncio.gather(*leftovers, return_exceptions=True)
             await self._close_clients()
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown()
             log.info("worker %s stopped: %d processed, %d failed, %d abandoned", self.wid,
                      self.processed, self.failed, self.abandoned)
         if cancelled is not None:
@@ -712,7 +570,7 @@ class Worker:
             self.abandoned += 1
             self.failed += 1
             log.warning("job %s (%s) cancelled and FAILed: %s", ctx.jid, ctx.jobtype, reason)
-            self._report_nowait(ctx, JobCancelledError(reason))
+            self._report_nowait(ctx, _errors.JobCancelledError(reason))
 
     # -- signals -----------------------------------------------------------------------
 
@@ -937,37 +795,6 @@ class Worker:
 
     # -- running a job -------------------------------------------------------------------
 
-    def _is_async(self, fn: Any) -> bool:
-        try:
-            return self._async_cache[fn]
-        except KeyError:
-            result = self._async_cache[fn] = _is_async_callable(fn)
-            return result
-        except TypeError:  # unhashable callable
-            return _is_async_callable(fn)
-
-    def _get_executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.concurrency,
-                                                thread_name_prefix=f"faktory-{self.wid[:8]}")
-        return self._executor
-
-    async def _run_job(self, ctx: JobContext) -> Any:
-        """The innermost handler: run the job function (and its context provider)."""
-        fn = ctx.fn
-        if fn is None:
-            raise UnknownJobTypeError(ctx.jobtype)
-        if self._is_async(fn):
-            result = await fn(*ctx.args)
-            if callable(result):
-                result = result(ctx)
-        else:
-            result = await self._loop.run_in_executor(  # type: ignore[union-attr]
-                self._get_executor(), _call_sync, fn, ctx)
-        if result is not None and inspect.isawaitable(result):
-            result = await result
-        return result
-
     async def _process(self, ctx: JobContext) -> None:
         started = _monotonic() if self._log_jobs else 0.0
         error: BaseException | None = None
@@ -1098,7 +925,7 @@ class Worker:
         attempt = 0
         while self._state != STOPPED:
             try:
-                current, rss = self._beat_state(), rss_kb()
+                current, rss = self._beat_state(), _rss_kb()
                 state = await self._client.beat(current, rss)
                 attempt = 0
                 log.debug("worker %s beat (%s, %d KiB): %s", self.wid, current or "running", rss, state)

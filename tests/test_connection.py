@@ -12,7 +12,8 @@ import pytest
 
 from _fakes import HI, FakePeer, answers, closes_mid_reply, handshake, rejects_password
 from faktory import protocol
-from faktory.connection import Connection, ConnectionProtocolError, NotSentError, hash_password
+from faktory.connection import Connection, hash_password
+from faktory.errors import ConnectionProtocolError, NotSentError
 from faktory.errors import (
     CommandTimeout,
     FaktoryConnectionError,
@@ -166,7 +167,9 @@ async def test_garbage_bytes_fail_every_pending_command_with_one_protocol_error(
         await reader.read()
 
     async with FakePeer(script) as peer:
-        conn = await Connection.open("127.0.0.1", peer.port, codec=protocol.CODECS[codec_name])
+        with protocol.selected(codec_name):
+            conn = await Connection.open("127.0.0.1", peer.port)
+        assert conn.codec is protocol.CODECS[codec_name]
         first = asyncio.ensure_future(conn.execute(b"INFO\r\n"))
         second = asyncio.ensure_future(conn.execute(b"INFO\r\n"))
         third = asyncio.ensure_future(conn.execute(b"INFO\r\n"))

@@ -15,14 +15,11 @@ from faktory import protocol
 from faktory.client import parse_beat
 from faktory.errors import ConnectionProtocolError
 from faktory.middleware import JobContext, compose
-from faktory.worker import (
-    UnknownJobTypeError,
-    Worker,
-    _is_async_callable,
-    queue_order,
-    rss_kb,
-    weighted_shuffle,
-)
+from faktory.errors import UnknownJobTypeError
+from faktory.executor import is_async_callable as _is_async_callable
+from faktory.queues import queue_order, weighted_shuffle
+from faktory.rss import rss_kb
+from faktory.worker import Worker
 
 JOB = {"jid": "jid-00000001", "jobtype": "Add", "args": [1, 2], "queue": "q", "custom": {"k": 1}}
 

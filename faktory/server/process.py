@@ -23,6 +23,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from faktory.errors import ServerStartError
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
 
@@ -39,18 +41,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
-
-
-class ServerStartError(RuntimeError):
-    """The child exited, or did not accept connections in time, during start-up.
-
-    ``returncode`` is its exit status (``None`` if it was still running and was killed
-    at the deadline); ``output`` what it printed."""
-
-    def __init__(self, message: str, returncode: int | None, output: str) -> None:
-        super().__init__(f"{message}\n{output}" if output else message)
-        self.returncode = returncode
-        self.output = output
 
 
 class ServerProcess:

@@ -61,7 +61,7 @@ import threading
 import time
 from typing import Any
 
-from faktory.errors import FaktoryError
+from faktory.errors import StorageError
 from faktory.server.persist import SETS, JobRecord, Persistence, Snapshot
 
 try:  # advisory whole-file lock; not available on Windows
@@ -117,10 +117,6 @@ _SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
 
 #: The WAL file is truncated to this size after a checkpoint that reset it.
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
-
-
-class StorageError(FaktoryError, RuntimeError):
-    """The storage file cannot be used (not ours, newer schema, in use, or a write failed)."""
 
 
 class SqlitePersistence(Persistence):
