@@ -290,10 +290,14 @@ class Pool:
         attempts = self._connect_attempts
         elapsed = asyncio.get_running_loop().time() - self._connect_started
         reason = self._connect_error
+        detail = str(reason) if reason is not None else ""
+        prefix = f"cannot connect to Faktory at {self.host}:{self.port}: "
+        if detail.startswith(prefix):
+            detail = detail[len(prefix):]
         err = FaktoryConnectionError(
             f"cannot connect to Faktory at {self.address} ({attempts} attempt{'s' if attempts != 1 else ''} "
             f"in {elapsed:.1f}s, waited up to reconnect_timeout={self.reconnect_timeout:g}s)"
-            + (f": {reason}" if reason is not None else ""))
+            + (f": {detail}" if detail else ""))
         err.__cause__ = reason
         return err
 

@@ -28,20 +28,27 @@ def _env(url: str) -> dict[str, str]:
 
 def test_readme_starts_with_the_main_job_and_the_test_command():
     first, second = _blocks("sh")[:2]
-    assert first.strip() == "pip install . && python -m faktory bench"
+    assert first.strip() == "pip install . && faktory bench"
     assert second.strip() == 'pip install -e ".[test]" && python -m pytest'
     assert README.index(first) < README.index(second) < README.index("## Quick start")
 
 
 @pytest.mark.slow
-def test_main_job_prints_throughput_of_each_phase():
+def test_main_job_prints_the_codec_and_the_figures_of_each_phase():
     # the first README command, less the install, on a smaller run
-    proc = subprocess.run([sys.executable, "-m", "faktory", "bench", "--jobs", "3000"],
+    from faktory import protocol
+
+    proc = subprocess.run([sys.executable, "-m", "faktory", "bench", "--jobs", "3000", "--latency-jobs", "300"],
                           capture_output=True, text=True, timeout=240, env=_env(""))
     assert proc.returncode == 0, proc.stderr
-    for label in ("push/s", "push_bulk jobs/s", "worker jobs/s", "worker CPU ms/1000 jobs"):
-        line = next(line for line in proc.stdout.splitlines() if line.strip().startswith(label))
-        assert float(line.split()[-1].replace(",", "")) > 0, line
+    header, columns, *rows = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert f"codec {protocol.IMPLEMENTATION}" in header and "embedded server" in header
+    assert columns.split() == ["phase", "jobs/s", "CPU", "ms/1000", "jobs", "writes/job", "p50", "ms", "p99", "ms"]
+    assert [row.split()[0] for row in rows] == ["push", "bulk", "work", "latency"]
+    for row in rows:
+        rate, cpu, writes = (float(x.replace(",", "")) for x in row.split()[1:4])
+        assert rate > 0 and cpu > 0 and writes > 0, row
+    assert float(rows[-1].split()[4]) > 0  # p50 of push-to-ACK
 
 
 def test_producer_quick_start_runs_as_written(faktory_url, tmp_path):
