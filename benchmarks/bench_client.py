@@ -92,7 +92,8 @@ def test_bulk_encode(benchmark, kind: str) -> None:
     def encode() -> bytes | None:
         state = BulkState()
         chunk, _ = take_chunk(enumerate(jobs), BULK, state, client._payload)
-        return pack_chunk(chunk, state, client.codec)
+        (_, data), = pack_chunk(chunk, state, client.codec, client.max_command_bytes)
+        return data
 
     data = benchmark(encode)
     assert data is not None and data.startswith(b"PUSHB [")

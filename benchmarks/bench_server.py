@@ -47,7 +47,7 @@ from faktory.server import ServerProcess
 JOBS = int(os.environ.get("FAKTORY_BENCH_JOBS", "20000"))
 CONCURRENCY = 20
 BATCH = 1000
-ROUNDS = 5
+ROUNDS = int(os.environ.get("FAKTORY_BENCH_ROUNDS", "7"))
 QUEUE = "bench"
 MODES = ["memory", "durable"]
 LOADS = ["push", "pushb", "fetch_ack"]
@@ -188,7 +188,7 @@ def _bench(benchmark: Any, load: Load, name: str, what: str) -> None:
     """Time ``ROUNDS`` rounds of one load, record its best jobs/s for the table."""
     benchmark.group = f"server: {JOBS} jobs, {what}"
     benchmark.pedantic(lambda work: work(), setup=lambda: ((load.prepare(name),), {}),
-                       rounds=ROUNDS, iterations=1)
+                       rounds=ROUNDS, iterations=1, warmup_rounds=1)
     best = benchmark.stats.stats.min
     _RESULTS[(name, load.mode)] = JOBS / best
     benchmark.extra_info["jobs"] = JOBS

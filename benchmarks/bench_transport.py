@@ -30,9 +30,7 @@ Run: ``python -m pytest benchmarks/bench_transport.py --benchmark-only``;
 """
 from __future__ import annotations
 
-import asyncio
 import os
-import statistics
 import tempfile
 import time
 from typing import Any, Awaitable, Callable, Iterator
@@ -44,18 +42,13 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
     uvloop = None
 
-from baseline_transport import BaselineWorker, LeasePerCommandClient
+from baseline_transport import BaselineWorker, LeasePerCommandClient, OneCommandPerWrite
+import loads
+from pairs import PAIRS, compare
 from faktory.client import Client
-from faktory.connection import TransportStats
-from faktory.job import Job
 from faktory.server import ServerProcess
 from faktory.worker import Worker
 
-JOBS = int(os.environ.get("FAKTORY_BENCH_JOBS", "20000"))
-PRODUCERS = 10
-CONCURRENCY = 20
-PAIRS = 5
-QUEUE = "bench"
 
 BENCHMARK_GATES = [
     {"name": "worker: socket writes per job <= 0.5", "figure": "worker memory writes/job",
@@ -94,133 +87,57 @@ def benchmark_report() -> list[str]:
     return lines
 
 
-# -- measuring -----------------------------------------------------------------------------------
+# -- fault injection (for the tests of the gates) ---------------------------------------------
 
-def _syscw() -> int | None:
-    try:
-        with open("/proc/self/io", "rb") as f:
-            for line in f:
-                if line.startswith(b"syscw:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+#: ``FAKTORY_BENCH_INJECT``: ``no-pipelining`` makes the new transport write each command by
+#: itself; ``slow-ack`` sleeps 0.5 ms in the new transport's ACK/FAIL path.  The gate tests
+#: (``tests/test_benchmark_gates.py``) check that the gates then fail, naming the figure.
+INJECT = os.environ.get("FAKTORY_BENCH_INJECT", "")
 
 
-def writes_now() -> int:
-    """This process's socket writes so far (see the module docstring)."""
-    if uvloop is not None:
-        count = _syscw()
-        if count is not None:
-            return count
-    return TransportStats.writes
+class _NoPipelining(Client):
+    _connection_class = OneCommandPerWrite
 
 
-def run(coro_fn: Callable[[], Awaitable[dict[str, float]]]) -> dict[str, float]:
-    if uvloop is not None:
-        return uvloop.run(coro_fn())
-    return asyncio.run(coro_fn())  # pragma: no cover
+class _SlowAckClient(Client):
+    def _send_callback(self, data: bytes, fn: Callable[[Any, Any], None], arg: Any) -> bool:
+        time.sleep(0.0005)
+        return super()._send_callback(data, fn, arg)
 
 
-class Meter:
-    """Writes, CPU and wall time from ``start()`` to ``stop(jobs)``."""
-
-    def start(self) -> None:
-        self.writes, self.cpu, self.wall = writes_now(), time.process_time(), time.perf_counter()
-
-    def stop(self, jobs: int) -> dict[str, float]:
-        wall = time.perf_counter() - self.wall
-        return {"writes": (writes_now() - self.writes) / jobs, "cpu": (time.process_time() - self.cpu) / jobs,
-                "rate": jobs / wall, "wall": wall}
+def _new_worker_class() -> type[Worker]:
+    if INJECT == "no-pipelining":
+        return type("NoPipeliningWorker", (Worker,), {"_client_class": _NoPipelining})
+    if INJECT == "slow-ack":
+        return type("SlowAckWorker", (Worker,), {"_client_class": _SlowAckClient})
+    return Worker
 
 
-async def worker_round(url: str, baseline: bool, jobs: int = JOBS) -> dict[str, float]:
-    async with Client(url) as client:
-        await client.flush()
-        rejected = await client.push_bulk(
-            {"jid": f"bench{i:012d}", "jobtype": "noop", "args": [], "queue": QUEUE, "retry": 0}
-            for i in range(jobs))
-        assert not rejected
-    done = asyncio.Event()
-    count = 0
-
-    async def noop() -> None:
-        nonlocal count
-        count += 1
-        if count == jobs:
-            done.set()
-
-    worker = (BaselineWorker if baseline else Worker)(url=url, concurrency=CONCURRENCY, queues=[QUEUE])
-    worker.register("noop", noop)
-    meter = Meter()
-    meter.start()
-    task = asyncio.ensure_future(worker.work(handle_signals=False))
-    await asyncio.wait_for(done.wait(), 300)
-    figures = meter.stop(jobs)
-    # Not measured: the queue is empty, so a graceful stop would wait for the FETCHes the
-    # server holds (2 s each); kill() drops them at once.
-    await worker.kill()
-    await task
-    assert worker.processed == jobs, (worker.processed, jobs)
-    return figures
+def _new_client_class() -> type[Client]:
+    return _NoPipelining if INJECT == "no-pipelining" else Client
 
 
-async def push_round(url: str, baseline: bool, jobs: int = JOBS) -> dict[str, float]:
-    per = jobs // PRODUCERS
-    async with (LeasePerCommandClient if baseline else Client)(url) as client:
-        await client.flush()
-        batch = [[Job("noop", p, n, queue=QUEUE, retry=0) for n in range(per)] for p in range(PRODUCERS)]
-
-        async def producer(mine: list[Job]) -> None:
-            push = client.push
-            for job in mine:
-                await push(job)
-
-        meter = Meter()
-        meter.start()
-        await asyncio.gather(*(producer(mine) for mine in batch))
-        figures = meter.stop(per * PRODUCERS)
-        assert (await client.info())["faktory"]["queues"][QUEUE] == per * PRODUCERS
-    return figures
+async def worker_round(url: str, baseline: bool) -> dict[str, float]:
+    return await loads.worker_round(url, BaselineWorker if baseline else _new_worker_class())
 
 
-async def bulk_round(url: str, baseline: bool, jobs: int = 5 * JOBS) -> dict[str, float]:
-    async with (LeasePerCommandClient if baseline else Client)(url) as client:
-        await client.flush()
-        batch = [Job("noop", n, queue=QUEUE, retry=0) for n in range(jobs)]
-        meter = Meter()
-        meter.start()
-        rejected = await client.push_bulk(batch)
-        figures = meter.stop(jobs)
-        assert not rejected
-    return figures
+async def push_round(url: str, baseline: bool) -> dict[str, float]:
+    return await loads.push_round(url, LeasePerCommandClient if baseline else _new_client_class())
+
+
+async def bulk_round(url: str, baseline: bool) -> dict[str, float]:
+    return await loads.bulk_round(url, LeasePerCommandClient if baseline else _new_client_class())
 
 
 ROUNDS: dict[str, Callable[[str, bool], Awaitable[dict[str, float]]]] = {
     "worker": worker_round, "push": push_round, "bulk": bulk_round}
 
 
-def compare(url: str, load: str, pairs: int = PAIRS) -> dict[str, Any]:
-    """``pairs`` round pairs (new and baseline back to back, alternating which goes first)
-    after one warm-up pair; medians of each figure and of the per-pair ratios."""
+def compare_load(url: str, load: str) -> dict[str, Any]:
+    """The new transport against the baseline on one load, in round pairs."""
     round_fn = ROUNDS[load]
-    samples: dict[str, list[dict[str, float]]] = {"new": [], "baseline": []}
-    for index in range(pairs + 1):
-        order = (False, True) if index % 2 else (True, False)
-        pair = {baseline: run(lambda b=baseline: round_fn(url, b)) for baseline in order}
-        if index:  # the first pair warms up both sides
-            samples["new"].append(pair[False])
-            samples["baseline"].append(pair[True])
-    fig: dict[str, Any] = {}
-    for variant, rounds in samples.items():
-        for what in ("writes", "cpu", "rate"):
-            fig[f"{variant} {what}"] = statistics.median(r[what] for r in rounds)
-    pairs_ = list(zip(samples["new"], samples["baseline"], strict=True))
-    fig["cpu ratio"] = statistics.median(n["cpu"] / b["cpu"] for n, b in pairs_)
-    fig["speed ratio"] = statistics.median(n["rate"] / b["rate"] for n, b in pairs_)
-    fig["cpu ratios"] = [round(n["cpu"] / b["cpu"], 3) for n, b in pairs_]
-    fig["speed ratios"] = [round(n["rate"] / b["rate"], 3) for n, b in pairs_]
-    return fig
+    return loads.figures_of(compare(lambda: round_fn(url, False), lambda: round_fn(url, True)),
+                            "new", "baseline")
 
 
 # -- benchmarks ----------------------------------------------------------------------------------
@@ -243,7 +160,7 @@ def test_transport(benchmark, record_figure, servers: dict[str, str], case: str)
     result: dict[str, Any] = {}
 
     def measure() -> None:
-        result.update(compare(servers[server], load))
+        result.update(compare_load(servers[server], load))
 
     benchmark.group = "transport: new vs baseline, round pairs"
     benchmark.pedantic(measure, rounds=1, iterations=1)

@@ -15,10 +15,8 @@ from typing import Any, Callable, Iterator
 from faktory.errors import BulkPushError
 from faktory.job import Job, check_json
 
-__all__ = ["BulkState", "Chunk", "take_chunk", "pack_chunk", "record_reply", "RejectKey"]
+__all__ = ["BulkState", "Chunk", "take_chunk", "pack_chunk", "record_reply", "too_big"]
 
-#: A rejected job's key: its jid, or its index in the input (see ``BulkState.reject``).
-RejectKey = "str | int"
 #: ``(index in the input, payload)`` of each job of a chunk.
 Chunk = list[tuple[int, dict[str, Any]]]
 
@@ -90,16 +88,43 @@ def take_chunk(it: Iterator[tuple[int, Any]], size: int, state: BulkState,
     return chunk, taken < size
 
 
-def pack_chunk(chunk: Chunk, state: BulkState, codec: ModuleType) -> bytes | None:
-    """The PUSHB command of ``chunk``; jobs that cannot be encoded are rejected in
-    ``state`` and left out of ``chunk`` (``None`` when none is left)."""
+def too_big(payload: dict[str, Any], size: int, limit: int) -> str:
+    """The reason a job is refused for its size (no byte of it is sent)."""
+    return (f"job {payload.get('jid')} ({payload.get('jobtype')}) is {size:,} bytes encoded, over the "
+            f"{limit:,}-byte command limit (max_command_bytes, the server's line limit): keep big data "
+            "out of jobs (store it, pass a reference)")
+
+
+def pack_chunk(chunk: Chunk, state: BulkState, codec: ModuleType,
+               limit: int | None = None) -> list[tuple[Chunk, bytes]]:
+    """``chunk`` as PUSHB commands: one, or (when it encodes to more than ``limit`` bytes)
+    several, splitting the chunk in halves until each fits.  Jobs that cannot be encoded,
+    or that alone exceed ``limit``, are rejected in ``state`` and left out."""
+    if not chunk:
+        return []
     pack_pushb = codec.pack_pushb
     try:
-        return pack_pushb([payload for _, payload in chunk])
+        data = pack_pushb([payload for _, payload in chunk])
     except (TypeError, ValueError, OverflowError):
-        pass
+        chunk = _encodable(chunk, state, codec)
+        if not chunk:
+            return []
+        data = pack_pushb([payload for _, payload in chunk])
+    if limit is None or len(data) <= limit:
+        return [(chunk, data)]
+    if len(chunk) == 1:
+        index, payload = chunk[0]
+        state.reject(payload.get("jid"), index, too_big(payload, len(data) - len(b"PUSHB []\r\n"), limit),
+                     payload)
+        return []
+    half = len(chunk) // 2
+    return pack_chunk(chunk[:half], state, codec, limit) + pack_chunk(chunk[half:], state, codec, limit)
+
+
+def _encodable(chunk: Chunk, state: BulkState, codec: ModuleType) -> Chunk:
+    # Some job cannot be encoded: find it (them) and reject it; the rest go on.
     dumps = codec.dumps
-    good = []
+    good: Chunk = []
     for index, payload in chunk:
         try:
             dumps(payload)
@@ -112,8 +137,7 @@ def pack_chunk(chunk: Chunk, state: BulkState, codec: ModuleType) -> bytes | Non
             state.reject(payload.get("jid"), index, reason, payload)
         else:
             good.append((index, payload))
-    chunk[:] = good
-    return pack_pushb([payload for _, payload in good]) if good else None
+    return good
 
 
 def record_reply(reply: bytes | None, chunk: Chunk, state: BulkState) -> None:

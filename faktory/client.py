@@ -17,7 +17,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Iterable
 
 from faktory import protocol
-from faktory.bulk import BulkState, Chunk, pack_chunk, record_reply, take_chunk
+from faktory._checks import check_seconds as _check_seconds
+from faktory._checks import check_str as _check_str
+from faktory.bulk import BulkState, Chunk, pack_chunk, record_reply, take_chunk, too_big
 from faktory.errors import ConnectionProtocolError, FaktoryError, NotSentError
 from faktory.job import Job, check_json, validate_queue
 from faktory.pool import Pool
@@ -31,6 +33,9 @@ __all__ = ["Client", "parse_url", "parse_beat", "format_backtrace", "DEFAULT_URL
 log = logging.getLogger("faktory.client")
 
 FETCH_BLOCK = 2.0  # seconds the server blocks a FETCH on empty queues
+#: The longest command line sent (the embedded server's limit, and a sane one for any
+#: server: a job that big belongs in storage, with a reference in the job).
+MAX_COMMAND_BYTES = 16 * 1024 * 1024
 MAX_BACKTRACE = 50  # lines the server keeps
 _FETCH_CACHE_MAX = 256
 _STATES = ("quiet", "terminate")
@@ -102,10 +107,30 @@ class Client(Pool):
                  connect_timeout: float = 5.0, command_timeout: float | None = 10.0,
                  hostname: str | None = None, pid: int | None = None,
                  codec: ModuleType | None = None, reconnect_timeout: float = 30.0,
-                 pipeline_depth: int = 8, _codec: ModuleType | None = None) -> None:
+                 pipeline_depth: int = 8, first_connect_timeout: float = 3.0,
+                 max_command_bytes: int | None = MAX_COMMAND_BYTES, _codec: ModuleType | None = None) -> None:
         if url is None:
             url = url_from_env()
         url_host, url_port, url_password, url_tls = parse_url(url)
+        _check_str(host, "host")
+        if port is not None and (type(port) is not int or not 0 < port < 65536):
+            raise ValueError(f"port must be an int from 1 to 65535, got {port!r}")
+        if password is not None and not isinstance(password, str):
+            raise TypeError(f"password must be a str, not {type(password).__name__}")
+        _check_seconds(connect_timeout, "connect_timeout", zero=False)
+        _check_seconds(command_timeout, "command_timeout", zero=False, none=True)
+        _check_seconds(reconnect_timeout, "reconnect_timeout")
+        _check_seconds(first_connect_timeout, "first_connect_timeout")
+        if max_command_bytes is not None and (type(max_command_bytes) is not int or max_command_bytes < 64):
+            raise ValueError(f"max_command_bytes must be an int >= 64 or None, got {max_command_bytes!r}")
+        _check_str(hostname, "hostname")
+        if pid is not None and (type(pid) is not int or pid < 0):
+            raise ValueError(f"pid must be an int >= 0, got {pid!r}")
+        if isinstance(labels, str):
+            raise TypeError(f"labels must be an iterable of str, not the str {labels!r}")
+        labels = list(labels)
+        for label in labels:
+            _check_str(label, "each label")
         self.host: str = host if host is not None else url_host
         self.port: int = port if port is not None else url_port
         self.password: str | None = password if password is not None else url_password
@@ -124,7 +149,8 @@ class Client(Pool):
         if wid is not None and (not isinstance(wid, str) or not wid):
             raise ValueError(f"wid must be a non-empty str, got {wid!r}")
         self.wid = wid
-        self.labels: list[str] = list(labels)
+        self.max_command_bytes = max_command_bytes
+        self.labels: list[str] = labels
         self.hostname = hostname
         self.pid = pid
         if codec is not None:  # deprecated; _codec is the worker's, for its own clients
@@ -132,7 +158,7 @@ class Client(Pool):
         super().__init__(self.host, self.port, password=self.password, ssl=self.ssl, pool_size=pool_size,
                          pipeline_depth=pipeline_depth, connect_timeout=connect_timeout,
                          command_timeout=command_timeout, reconnect_timeout=reconnect_timeout,
-                         codec=_codec or protocol.codec)
+                         codec=_codec or protocol.codec, first_connect_timeout=first_connect_timeout)
         self._pack_ack = self.codec.pack_ack
         self._pack_push = self.codec.pack_push
         self._pack_json = self.codec.pack_json
@@ -216,6 +242,9 @@ class Client(Pool):
         except (TypeError, ValueError, OverflowError):
             check_json(payload, self.codec.dumps)
             raise
+        limit = self.max_command_bytes
+        if limit is not None and len(data) > limit:
+            raise ValueError(too_big(payload, len(data), limit))
         await self._call(data)
         return payload["jid"]
 
@@ -255,15 +284,13 @@ class Client(Pool):
         try:
             while state.error is None:
                 chunk, exhausted = take_chunk(it, chunk_size, state, self._payload)
-                if chunk:
-                    data = pack_chunk(chunk, state, self.codec)
-                    if data is not None:
-                        while len(in_flight) >= concurrency:
-                            _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                        if state.error is not None:
-                            state.not_enqueued += len(chunk)
-                            break
-                        in_flight.add(loop.create_task(self._push_chunk(data, chunk, state)))
+                for part, data in pack_chunk(chunk, state, self.codec, self.max_command_bytes):
+                    while len(in_flight) >= concurrency:
+                        _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    if state.error is not None:
+                        state.not_enqueued += len(part)
+                        continue
+                    in_flight.add(loop.create_task(self._push_chunk(data, part, state)))
                 if exhausted:
                     break
             if in_flight:

@@ -142,7 +142,7 @@ class Connection(asyncio.Protocol):
     __slots__ = ("host", "port", "command_timeout", "codec", "_reader", "_loop", "_transport",
                  "_waiters", "_deadlines", "_orphans", "_out", "_flush_handle", "_timer", "_timer_at",
                  "_paused", "_drain_waiters", "_idle_waiters", "_close_callbacks", "_exc", "closed",
-                 "closing", "server_info", "_dispatch", "_on_reply_cb")
+                 "closing", "server_info", "_dispatch", "_on_reply_cb", "_received")
 
     def __init__(self, host: str, port: int, *, command_timeout: float | None = 10.0,
                  codec: ModuleType | None = None, _codec: ModuleType | None = None) -> None:
@@ -171,6 +171,7 @@ class Connection(asyncio.Protocol):
         self._exc: FaktoryConnectionError | None = None  # why the connection is gone
         self.closed = False  # no command can be sent or answered any more
         self.closing = False  # aclose() started: no new commands, pending ones still answered
+        self._received = False  # any byte from the server yet
         self.server_info: dict[str, Any] = {}
 
     # -- opening -----------------------------------------------------------------------
@@ -198,7 +199,10 @@ class Connection(asyncio.Protocol):
             await asyncio.wait_for(conn._handshake(password, ssl, server_hostname, hello),
                                    connect_timeout)
         except asyncio.TimeoutError:
+            silent = conn._transport is not None and not conn._received
             conn._abort(None)
+            if silent:  # TCP is up, and not one byte in connect_timeout
+                raise conn._no_greeting(f"sent nothing within {connect_timeout}s", ssl) from None
             raise CommandTimeout(
                 f"connecting to Faktory at {host}:{port} timed out after {connect_timeout}s"
             ) from None
@@ -221,12 +225,21 @@ class Connection(asyncio.Protocol):
             err = HandshakeError(f"TLS certificate of {self.host}:{self.port} rejected: {exc}")
             err.permanent = True  # type: ignore[attr-defined]  # retrying cannot help
             raise err from exc
+        except _ssl.SSLError as exc:
+            # A plain server greets first (+HI), which is no TLS record.
+            err = HandshakeError(
+                f"TLS handshake with {self.host}:{self.port} failed ({exc}): the server does not speak "
+                "TLS on this port? Then use tcp:// rather than tcp+tls://")
+            err.permanent = True  # type: ignore[attr-defined]
+            raise err from exc
         except OSError as exc:
             raise FaktoryConnectionError(
                 f"cannot connect to Faktory at {self.host}:{self.port}: {exc}") from exc
         try:
             greeting = await hi
         except FaktoryConnectionError as exc:
+            if not self._received:
+                raise self._no_greeting("closed the connection without a word", ssl) from exc
             raise HandshakeError(
                 f"{self.host}:{self.port} closed the connection before HI: {exc}") from exc
         if isinstance(greeting, ServerError):
@@ -261,6 +274,15 @@ class Connection(asyncio.Protocol):
         if reply != "OK":
             raise HandshakeError(f"unexpected reply to HELLO from {self.host}:{self.port}: {reply!r}")
 
+    def _no_greeting(self, what: str, ssl: _ssl.SSLContext | None) -> HandshakeError:
+        # The server accepted the connection but sent no HI: a TLS server waits for the
+        # client to speak first.  ``no_greeting`` lets the pool fail fast on a server it
+        # never reached (a wrong scheme), and retry one it had reached (a restart).
+        hint = "" if ssl is not None else ": a TLS server? Then use tcp+tls:// rather than tcp://"
+        err = HandshakeError(f"{self.host}:{self.port} {what} instead of greeting with HI{hint}")
+        err.no_greeting = True  # type: ignore[attr-defined]
+        return err
+
     # -- asyncio.Protocol ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         self._transport = transport  # type: ignore[assignment]
@@ -273,6 +295,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:  # noqa: D102
         TransportStats.reads += 1
+        self._received = True
         reader = self._reader
         reader.feed(data)
         try:

@@ -129,7 +129,8 @@ class Pool:
 
     def __init__(self, host: str, port: int, *, password: str | None, ssl: _ssl.SSLContext | None,
                  pool_size: int, pipeline_depth: int, connect_timeout: float,
-                 command_timeout: float | None, reconnect_timeout: float, codec: ModuleType) -> None:
+                 command_timeout: float | None, reconnect_timeout: float, codec: ModuleType,
+                 first_connect_timeout: float = 3.0) -> None:
         if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
             raise ValueError(f"pool_size must be an int >= 1, got {pool_size!r}")
         if not isinstance(pipeline_depth, int) or isinstance(pipeline_depth, bool) or pipeline_depth < 1:
@@ -143,7 +144,9 @@ class Pool:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.reconnect_timeout = reconnect_timeout
+        self.first_connect_timeout = first_connect_timeout
         self.codec = codec
+        self._ever_connected = False  # until then calls wait first_connect_timeout, not reconnect_timeout
         # The pool.  Every open connection is in exactly one of: _shared (pipelined
         # commands), _leased (exclusive, FETCH), _returning (a lease given back with
         # replies still due); _size counts them.  _connector opens one more, if running.
@@ -256,7 +259,7 @@ class Pool:
         since ``started`` and seen at least one connection attempt fail since then
         (``failed_before`` is the count when it began) raises the reason instead."""
         loop = asyncio.get_running_loop()
-        deadline = started + self.reconnect_timeout
+        deadline = started + self._patience()
         if loop.time() >= deadline and self._attempts_failed > failed_before:
             raise self._unreachable()
         fut: asyncio.Future[None] = loop.create_future()
@@ -275,6 +278,11 @@ class Pool:
         if loop.time() >= deadline and self._attempts_failed > failed_before:
             self._forget_waiter(fut)
             raise self._unreachable()
+
+    def _patience(self) -> float:
+        # A server that was never reached is most likely a wrong address or port, or not
+        # up yet: the short first_connect_timeout; one that went away, reconnect_timeout.
+        return self.reconnect_timeout if self._ever_connected else self.first_connect_timeout
 
     def _forget_waiter(self, fut: asyncio.Future[None]) -> None:
         try:
@@ -296,7 +304,9 @@ class Pool:
             detail = detail[len(prefix):]
         err = FaktoryConnectionError(
             f"cannot connect to Faktory at {self.address} ({attempts} attempt{'s' if attempts != 1 else ''} "
-            f"in {elapsed:.1f}s, waited up to reconnect_timeout={self.reconnect_timeout:g}s)"
+            + (f"in {elapsed:.1f}s, waited up to reconnect_timeout={self.reconnect_timeout:g}s)" if self._ever_connected
+               else f"in {elapsed:.1f}s; never reached: waited up to first_connect_timeout="
+                    f"{self.first_connect_timeout:g}s)")
             + (f": {detail}" if detail else ""))
         err.__cause__ = reason
         return err
@@ -436,7 +446,8 @@ class Pool:
                         hello=self._hello(), connect_timeout=self.connect_timeout,
                         command_timeout=self.command_timeout, _codec=self.codec)
                 except (FaktoryConnectionError, ServerError) as exc:
-                    if isinstance(exc, ServerError) or getattr(exc, "permanent", False):
+                    if isinstance(exc, ServerError) or getattr(exc, "permanent", False) or (
+                            getattr(exc, "no_greeting", False) and not self._ever_connected):
                         fatal = exc
                         self._connect_error = None
                         return
@@ -458,6 +469,7 @@ class Pool:
                     conn.close()
                     return
                 self._connect_error = None
+                self._ever_connected = True
                 self._size += 1
                 conn.add_close_callback(self._on_conn_closed)
                 self._shared.append(conn)

@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Callable, Mapping, Sequence, Union
 
 from faktory import protocol
+from faktory.job import validate_queue
 
 __all__ = ["QueueSpec", "queue_order", "weighted_shuffle"]
 
@@ -81,7 +82,10 @@ class _CallableOrder:
         self._pack = codec.pack_fetch
 
     def __call__(self) -> bytes:
-        return self._pack(list(self.fn()))
+        names = list(self.fn())
+        for name in names:
+            validate_queue(name, f"queues: a queue name from {getattr(self.fn, '__qualname__', self.fn)!s}")
+        return self._pack(names)
 
     def describe(self) -> str:
         return f"chosen by {getattr(self.fn, '__qualname__', self.fn)!s} for each fetch"
@@ -92,7 +96,8 @@ def queue_order(spec: QueueSpec, codec: ModuleType | None = None,
     """Turn a ``queues=`` value into a function returning the FETCH command to send next
     (with a ``describe()`` method for logs).
 
-    Raises ``ValueError``/``TypeError`` for an empty list, a bad name or a weight <= 0.
+    Raises ``ValueError``/``TypeError`` for an empty list, a name that is no valid queue
+    name (``[a-zA-Z0-9._-]+``: no FETCH of it could succeed) or a weight <= 0.
     """
     codec = codec or protocol.codec
     if isinstance(spec, str):
@@ -101,6 +106,7 @@ def queue_order(spec: QueueSpec, codec: ModuleType | None = None,
         if not spec:
             raise ValueError("queues: at least one queue is needed")
         for name, weight in spec.items():
+            validate_queue(name, "queues: each queue name")
             if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight > 0:
                 raise ValueError(f"queue {name!r}: weight must be a number > 0, not {weight!r}")
         return _WeightedOrder(spec, codec, rng)
@@ -109,6 +115,8 @@ def queue_order(spec: QueueSpec, codec: ModuleType | None = None,
     names = list(spec)
     if not names:
         raise ValueError("queues: at least one queue is needed")
+    for name in names:
+        validate_queue(name, "queues: each queue name")
     if len(set(names)) != len(names):
         raise ValueError(f"queues: duplicate names in {names!r}")
     return _StrictOrder(names, codec)

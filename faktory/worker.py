@@ -49,6 +49,7 @@ from faktory.errors import (
     UnknownWorkerError,
 )
 from faktory import errors as _errors
+from faktory._checks import check_seconds as _check_seconds
 from faktory.executor import Executor
 from faktory.middleware import JobContext, Middleware, compose
 from faktory.queues import QueueSpec as _QueueSpec
@@ -176,12 +177,17 @@ class Worker:
         codec: ModuleType | str | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        if not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be an int >= 1, not {concurrency!r}")
-        if timeout < 0:
-            raise ValueError(f"timeout must be >= 0, not {timeout!r}")
-        if not beat_interval > 0:
-            raise ValueError(f"beat_interval must be > 0, not {beat_interval!r}")
+        for field, value in (("concurrency", concurrency), ("pool_size", pool_size), ("fetchers", fetchers)):
+            if value is not None and (type(value) is not int or value < 1):
+                raise ValueError(f"{field} must be an int >= 1, not {value!r}")
+        _check_seconds(timeout, "timeout")
+        _check_seconds(beat_interval, "beat_interval", zero=False)
+        _check_seconds(connect_timeout, "connect_timeout", zero=False)
+        _check_seconds(command_timeout, "command_timeout", zero=False, none=True)
+        if wid is not None and (not isinstance(wid, str) or not wid):
+            raise ValueError(f"wid must be a non-empty str, not {wid!r}")
+        if isinstance(labels, str):
+            raise TypeError(f"labels must be an iterable of str, not the str {labels!r}")
         self.wid: str = wid or os.urandom(8).hex()
         self.concurrency = concurrency
         self.timeout = float(timeout)

@@ -31,7 +31,8 @@ import sys
 import threading
 import time
 from typing import Any, Sequence
-from urllib.parse import urlsplit, urlunsplit
+
+from faktory.url import mask_url, parse_url, url_from_env
 
 __all__ = ["main", "build_parser", "parse_queues", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE",
            "EXIT_CONNECT", "EXIT_TIMEOUT", "EXIT_KILLED"]
@@ -126,13 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _redact(url: str | None) -> str:
-    if not url:
-        return "(from the environment)"
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit(parts._replace(netloc=f":***@{netloc}"))
+    return mask_url(url) if url else "(from the environment)"
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -185,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--fetchers must be >= 1")
         if not args.beat_interval > 0:
             raise ValueError("--beat-interval must be > 0")
-    except ValueError as exc:
+        parse_url(args.url if args.url is not None else url_from_env())  # a bad URL is a usage error
+    except (ValueError, TypeError) as exc:
         parser.print_usage(sys.stderr)
         sys.stderr.write(f"faktory worker: error: {exc}\n")
         return EXIT_USAGE
