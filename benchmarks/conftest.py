@@ -244,5 +244,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         for r in failed:
             what = (f"{r.gate.figure} = {r.value:.4g}" if r.gate.figure and r.value is not None
                     else f"ratio {r.value:.3g}x" if r.value is not None else "not measured")
-            write(f"  {r.gate.name}: {what}, bound {r.gate.bound()}"
+            write(f"  {r.gate.name} | {what}, bound {r.gate.bound()}"
                   + (f": {r.reason}" if r.reason else ""), red=True)

@@ -29,8 +29,8 @@ def run_benchmarks(*args: str, **env: str) -> subprocess.CompletedProcess:
 def failed_gates(output: str) -> dict[str, str]:
     """The 'N benchmark gate(s) FAILED:' lines: {gate name: what it says}."""
     _, _, tail = output.partition("benchmark gate(s) FAILED:")
-    lines = [line.strip() for line in tail.splitlines() if line.startswith("  ") and ": " in line]
-    return dict(line.split(": ", 1) for line in lines)
+    lines = [line.strip() for line in tail.splitlines() if line.startswith("  ") and " | " in line]
+    return dict(line.split(" | ", 1) for line in lines)
 
 
 def test_with_the_compiled_codec_disabled_the_codec_gates_fail_naming_the_skip():
@@ -76,4 +76,4 @@ def test_a_gate_whose_benchmark_does_not_exist_fails(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pytest", "--benchmark-only", "-p", "no:cacheprovider",
                            "-q", str(module)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout
-    assert "renamed gate: not measured, bound >= 1: no benchmark test_old[a] in bench_renamed" in proc.stdout
+    assert "renamed gate | not measured, bound >= 1: no benchmark test_old[a] in bench_renamed" in proc.stdout
