@@ -238,8 +238,10 @@ class Connection(asyncio.Protocol):
         try:
             greeting = await hi
         except FaktoryConnectionError as exc:
-            if not self._received:
-                raise self._no_greeting("closed the connection without a word", ssl) from exc
+            if not self._received:  # a server restarting, or a TLS one: retried, with the hint
+                err = self._no_greeting("closed the connection without a word", ssl)
+                err.no_greeting = False  # type: ignore[attr-defined]
+                raise err from exc
             raise HandshakeError(
                 f"{self.host}:{self.port} closed the connection before HI: {exc}") from exc
         if isinstance(greeting, ServerError):

@@ -228,9 +228,11 @@ class Worker:
         self._fetch_cap = -(-concurrency // self.fetchers)  # FETCHes in flight per connection, at most
         self._fetch_timeout = None if command_timeout is None else command_timeout + 2.0  # the server's 2 s
         self._fetch_conns: list[Connection] = []  # the fetchers' connections, open for FETCHes
-        # FETCHes a connection may have in flight: _fetch_cap while FETCHes bring jobs, 1
-        # after one came back empty (the server serves a connection's FETCHes in turn, so
-        # pipelined FETCHes on empty queues would each wait 2 s behind the previous one).
+        # FETCHes a connection may have in flight: 1 at first and after one came back
+        # empty, one more for each that brings a job, up to _fetch_cap.  (The server serves
+        # a connection's FETCHes in turn, so FETCHes pipelined on empty queues each wait 2 s
+        # behind the previous one: a full queue earns the depth within a round, a short
+        # burst leaves at most a FETCH or two queued for a stop to wait for.)
         self._fetch_limit: dict[Connection, int] = {}
         self._fetcher_waiters: list[asyncio.Future[None]] = []
         self._fetch_waiters: list[asyncio.Future[None]] = []  # wait_fetches_answered()
@@ -687,8 +689,9 @@ class Worker:
                 for waiter in waiters:
                     _resolve(waiter)
         if type(reply) is bytes:
-            if self._fetch_limit.get(conn) != self._fetch_cap:
-                self._fetch_limit[conn] = self._fetch_cap  # jobs again: pipeline FETCHes
+            limit = self._fetch_limit.get(conn, 1)
+            if limit < self._fetch_cap:  # a job: one more FETCH may be pipelined here
+                self._fetch_limit[conn] = limit + 1
             if not self._accepting:
                 self._free += 1
                 self._hand_back(reply)
@@ -724,7 +727,7 @@ class Worker:
                 async with self._fetch_client.acquire() as conn:
                     generation = self._generation
                     self._fetch_conns.append(conn)
-                    self._fetch_limit[conn] = self._fetch_cap
+                    self._fetch_limit[conn] = 1  # queues presumed empty until a job comes
                     conn.add_close_callback(self._fetch_conn_closed)
                     attempt = 0
                     self._pump()

@@ -2,6 +2,7 @@
 with it, and clients that verify (or refuse) it."""
 from __future__ import annotations
 
+import asyncio
 import shutil
 import ssl
 import subprocess
@@ -79,3 +80,16 @@ async def test_tls_true_turns_tls_on_for_a_tcp_url(tls_server, certificate):
         await Client(plain_url, tls=True).connect()  # TLS attempted, untrusted cert
     with pytest.raises((CommandTimeout, FaktoryConnectionError)):
         await Client(plain_url, connect_timeout=0.3, reconnect_timeout=0).connect()  # no TLS: no HI
+
+
+async def test_a_plain_client_against_a_tls_server_fails_at_once_naming_tls(tls_server):
+    plain = tls_server.url.replace("tcp+tls://", "tcp://")
+    client = Client(plain, connect_timeout=0.5, first_connect_timeout=30, reconnect_timeout=30)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(HandshakeError, match=r"sent nothing within 0\.5s instead of greeting with HI: "
+                                             r"a TLS server\? Then use tcp\+tls://"):
+        await client.info()
+    assert loop.time() - started < 3  # one attempt, not 30 s of retrying
+    assert client._connect_attempts == 1
+    await client.close()
