@@ -138,9 +138,17 @@ async def run_bench(url: str, *, jobs: int = 20_000, concurrency: int = 20, prod
                 pushed += jobs
             if "bulk" in phases:
                 batch = [_job(queue, n) for n in range(jobs)]
-                progress.start("bulk", jobs, lambda: 0)
+                taken = 0
+
+                def counted() -> Any:
+                    nonlocal taken
+                    for job in batch:
+                        taken += 1
+                        yield job
+
+                progress.start("bulk", jobs, lambda: taken)
                 meter = _Meter()
-                rejected = await client.push_bulk(batch)
+                rejected = await client.push_bulk(counted())
                 results["bulk"] = meter.figures(jobs)
                 await progress.stop()
                 if rejected:
