@@ -20,43 +20,16 @@ from collections import deque
 from typing import Any, Callable
 
 from faktory.client import Client
-from faktory.connection import Callback, Connection, Orphan
+from faktory.connection import Connection
 from faktory.worker import Worker
-
-_INF = float("inf")
-
 
 class OneCommandPerWrite(Connection):
     """A ``Connection`` that writes each command at once, by itself."""
 
     __slots__ = ()
 
-    def _queue(self, entry: Any, data: bytes, timeout: float | None) -> None:
-        if self._exc is not None or self.closing:
-            raise self._not_sent()
-        self._waiters.append(entry)
-        if timeout is None:
-            timeout = self.command_timeout
-        if timeout is None:
-            self._deadlines.append(_INF)
-        else:
-            deadline = self._loop.time() + timeout
-            self._deadlines.append(deadline)
-            if self._timer is None or deadline < self._timer_at:
-                self._arm(deadline)
-        self._out.append(data)
-        self.flush()
-
-    def send(self, data: bytes, timeout: float | None = None, orphan: Orphan | None = None) -> Any:
-        fut = self._loop.create_future()
-        self._queue(fut, data, timeout)
-        if orphan is not None:
-            self._orphans[fut] = orphan
-        return fut
-
-    def send_callback(self, data: bytes, fn: Callable[[Any, Any], None], arg: Any = None,
-                      timeout: float | None = None) -> None:
-        self._queue(Callback(fn, arg), data, timeout)
+    def _schedule_flush(self) -> None:
+        self.flush()  # now, by itself
 
 
 class LeasePerCommandClient(Client):

@@ -381,12 +381,20 @@ class Connection(asyncio.Protocol):
         ``orphan(reply)`` is called with the reply if the future was cancelled before it
         arrived.  Raises ``NotSentError`` when the connection is closed or closing.
         """
+        fut = self._loop.create_future()
+        self._queue(fut, data, timeout)
+        if orphan is not None:
+            self._orphans[fut] = orphan
+        return fut
+
+    def _queue(self, entry: Any, data: bytes, timeout: float | None) -> None:
+        # One pending entry (a future or a Callback) and its deadline; the bytes join the
+        # batch that _schedule_flush writes.
         if self._exc is not None or self.closing:
             raise self._not_sent()
         if type(data) is not bytes:
             raise TypeError(f"a packed command must be bytes, not {type(data).__name__}")
-        fut = self._loop.create_future()
-        self._waiters.append(fut)
+        self._waiters.append(entry)
         if timeout is None:
             timeout = self.command_timeout
         if timeout is None:
@@ -396,12 +404,13 @@ class Connection(asyncio.Protocol):
             self._deadlines.append(deadline)
             if self._timer is None or deadline < self._timer_at:
                 self._arm(deadline)
-        if orphan is not None:
-            self._orphans[fut] = orphan
         self._out.append(data)
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        # The batch leaves at the end of this loop iteration, with whatever else joins it.
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self.flush)
-        return fut
 
     def flush(self) -> None:
         """Write the queued commands now, in one ``transport.write``.  A write that fails
@@ -426,21 +435,7 @@ class Connection(asyncio.Protocol):
         """Queue one packed command whose reply (or failure) is passed to ``fn(arg, reply)``
         (see ``Callback``).  Raises ``NotSentError`` when the connection is closed or
         closing; after that, ``fn`` is called exactly once."""
-        if self._exc is not None or self.closing:
-            raise self._not_sent()
-        self._waiters.append(Callback(fn, arg))  # type: ignore[arg-type]
-        if timeout is None:
-            timeout = self.command_timeout
-        if timeout is None:
-            self._deadlines.append(_INF)
-        else:
-            deadline = self._loop.time() + timeout
-            self._deadlines.append(deadline)
-            if self._timer is None or deadline < self._timer_at:
-                self._arm(deadline)
-        self._out.append(data)
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self.flush)
+        self._queue(Callback(fn, arg), data, timeout)
 
     async def execute(self, data: bytes, *, timeout: float | None = None) -> Any:
         """Send one packed command and return its reply; a ``ServerError`` reply is raised.
