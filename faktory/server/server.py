@@ -1,6 +1,6 @@
 """The embedded Faktory-protocol server: network side, commands, workers, INFO, tasks.
 
-One :class:`_Connection` (an ``asyncio.Protocol``) per client socket: bytes are split on
+One :class:`ServerConnection` (an ``asyncio.Protocol``) per client socket: bytes are split on
 ``\\n`` (a trailing ``\\r`` dropped), each line is dispatched through a dict of command
 handlers that return the reply bytes, and the replies of one ``data_received`` are
 written with one ``transport.write``.  A FETCH that finds nothing parks the connection
@@ -32,7 +32,7 @@ from faktory.server.clock import Clock
 from faktory.server.persist import JobRecord, MemoryPersistence, Persistence
 from faktory.server.store import Store
 
-__all__ = ["FaktoryServer", "Worker", "VERSION", "DEFAULT_PORT"]
+__all__ = ["FaktoryServer", "ServerConnection", "WorkerRecord", "VERSION", "DEFAULT_PORT"]
 
 log = logging.getLogger("faktory.server")
 
@@ -69,7 +69,7 @@ def _state_from_string(text: str) -> int:
     return {"quiet": QUIET, "terminate": TERMINATE}.get(text, RUNNING)
 
 
-class Worker:
+class WorkerRecord:
     """A worker process as the server knows it (``ClientData`` of the real server)."""
 
     __slots__ = ("wid", "hostname", "pid", "labels", "rss_kb", "version", "started_at",
@@ -85,7 +85,7 @@ class Worker:
         self.started_at = now
         self.last_beat = now
         self.state = RUNNING
-        self.connections: set[_Connection] = set()
+        self.connections: set[ServerConnection] = set()
 
     def signal(self, state: int) -> None:
         """Move the state forward only: running -> quiet -> terminate."""
@@ -103,7 +103,7 @@ class Worker:
 _HANDSHAKE, _READY, _CLOSED = 0, 1, 2
 
 
-class _Connection(asyncio.Protocol):
+class ServerConnection(asyncio.Protocol):
     """One client socket."""
 
     __slots__ = ("srv", "store", "transport", "state", "worker", "wid", "queues", "_buf",
@@ -116,7 +116,7 @@ class _Connection(asyncio.Protocol):
         self.store = srv.store
         self.transport: asyncio.Transport | None = None
         self.state = _HANDSHAKE
-        self.worker: Worker | None = None
+        self.worker: WorkerRecord | None = None
         self.wid = ""
         self.queues: tuple[str, ...] = ()
         self._buf = bytearray()
@@ -587,19 +587,19 @@ class _Connection(asyncio.Protocol):
 _ACK_RE = re.compile(rb'\{"jid":"([^"\\\x00-\x1f]*)"\}')
 
 _COMMANDS = {
-    b"END": _Connection.cmd_end,
-    b"PUSH": _Connection.cmd_push,
-    b"PUSHB": _Connection.cmd_pushb,
-    b"FETCH": _Connection.cmd_fetch,
-    b"ACK": _Connection.cmd_ack,
-    b"FAIL": _Connection.cmd_fail,
-    b"BEAT": _Connection.cmd_beat,
-    b"INFO": _Connection.cmd_info,
-    b"FLUSH": _Connection.cmd_flush,
-    b"MUTATE": _Connection.cmd_mutate,
-    b"BATCH": _Connection.cmd_batch,
-    b"TRACK": _Connection.cmd_track,
-    b"QUEUE": _Connection.cmd_queue,
+    b"END": ServerConnection.cmd_end,
+    b"PUSH": ServerConnection.cmd_push,
+    b"PUSHB": ServerConnection.cmd_pushb,
+    b"FETCH": ServerConnection.cmd_fetch,
+    b"ACK": ServerConnection.cmd_ack,
+    b"FAIL": ServerConnection.cmd_fail,
+    b"BEAT": ServerConnection.cmd_beat,
+    b"INFO": ServerConnection.cmd_info,
+    b"FLUSH": ServerConnection.cmd_flush,
+    b"MUTATE": ServerConnection.cmd_mutate,
+    b"BATCH": ServerConnection.cmd_batch,
+    b"TRACK": ServerConnection.cmd_track,
+    b"QUEUE": ServerConnection.cmd_queue,
 }
 
 
@@ -676,15 +676,15 @@ class FaktoryServer:
         self.started_at = 0.0
         self.web_port: int | None = None
         self._durable = bool(self.persistence.durable)
-        self._conns: set[_Connection] = set()
-        self._workers: dict[str, Worker] = {}
+        self._conns: set[ServerConnection] = set()
+        self._workers: dict[str, WorkerRecord] = {}
         self._workers_reaped = 0
         self._server: asyncio.base_events.Server | None = None
         self._web_server: asyncio.base_events.Server | None = None
         self._ticker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._closing = False
-        self._dirty: list[_Connection] = []
+        self._dirty: list[ServerConnection] = []
         self._write_scheduled = False
         self._tick_lock: asyncio.Lock | None = None
 
@@ -704,7 +704,7 @@ class FaktoryServer:
         self.store.load()
         self.started_at = self.clock.now()
         self._server = await self._loop.create_server(
-            lambda: _Connection(self), self.host, self.port, ssl=self.ssl,
+            lambda: ServerConnection(self), self.host, self.port, ssl=self.ssl,
             reuse_address=True, backlog=1024)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.web is not None:
@@ -763,7 +763,7 @@ class FaktoryServer:
 
     # ------------------------------------------------------------------ durable replies
 
-    def _schedule_write(self, conn: _Connection) -> None:
+    def _schedule_write(self, conn: ServerConnection) -> None:
         self._dirty.append(conn)
         if not self._write_scheduled:
             self._write_scheduled = True
@@ -816,10 +816,10 @@ class FaktoryServer:
 
     # ------------------------------------------------------------------ workers
 
-    def _register_worker(self, hello: dict, conn: _Connection) -> Worker:
+    def _register_worker(self, hello: dict, conn: ServerConnection) -> WorkerRecord:
         wid = hello["wid"]
         entry = self._workers.get(wid)
-        own = Worker(hello, self.clock.now())
+        own = WorkerRecord(hello, self.clock.now())
         if entry is None:
             entry = self._workers[wid] = own
         entry.connections.add(conn)
@@ -827,7 +827,7 @@ class FaktoryServer:
         # registered state (FETCH gating); later ones keep their own running state
         return entry if entry is own else own
 
-    def _remove_worker_connection(self, conn: _Connection) -> None:
+    def _remove_worker_connection(self, conn: ServerConnection) -> None:
         entry = self._workers.get(conn.wid)
         if entry is not None:
             entry.connections.discard(conn)
@@ -895,3 +895,17 @@ class FaktoryServer:
             f'"command_count":{self.command_count},"used_memory_mb":{_used_memory_mb()}}}}}'
         )
         return body.encode()
+
+
+_RENAMED = {"Worker": "WorkerRecord", "_Connection": "ServerConnection"}
+
+
+def __getattr__(name: str) -> Any:
+    # the old names of the server's classes (the same as the client side's ``Worker``)
+    # keep working for one release, with a warning
+    new = _RENAMED.get(name)
+    if new is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import warnings
+    warnings.warn(f"faktory.server.server.{name} is now {new}", DeprecationWarning, stacklevel=2)
+    return globals()[new]
