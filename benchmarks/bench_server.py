@@ -11,7 +11,15 @@ pool of 20 connections, opened before any timing) each have a core.  Three loads
 * ``pushb``: PUSHB batches of 1,000 (``client.push_bulk``);
 * ``fetch_ack``: pre-filled jobs (not timed) fetched and acknowledged by 20 concurrent
   ``client.fetch``/``client.ack`` loops; each claims a job before its FETCH, so no FETCH
-  finds the queue empty (which would block for the server's 2 s).
+  finds the queue empty (which would block for the server's 2 s);
+* ``push10``: the most common load of all, measured the way issue 13 measured it: 10
+  connections, each sending one ``PUSH`` and waiting for its ``+OK`` before the next.  The
+  load generator is a bare asyncio protocol writing pre-encoded lines (no client library in
+  the way), so the figure is the server's;
+* ``fetch_ack10``: the same 10 bare connections, each FETCHing a pre-filled job and ACKing
+  it before the next: two commands per job, the same I/O per command as ``push10``.  The
+  gate on ``push10`` against it is the regression check of the PUSH path: both are the
+  server's own per-command cost in one run, so the machine's noise cancels.
 
 Every round starts from a FLUSHed server (not timed).  Absolute figures cannot be gated on a
 shared, noisy machine, so the gates (``BENCHMARK_GATES``, see ``benchmarks/conftest.py``)
@@ -28,7 +36,9 @@ Run: ``python -m pytest benchmarks/bench_server.py --benchmark-only`` (gates and
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import tempfile
 import time
 from typing import Any, Callable, Coroutine
@@ -50,9 +60,12 @@ BATCH = 1000
 ROUNDS = int(os.environ.get("FAKTORY_BENCH_ROUNDS", "7"))
 QUEUE = "bench"
 MODES = ["memory", "durable"]
-LOADS = ["push", "pushb", "fetch_ack"]
-#: The real Faktory 1.10.0 on this machine (issue "Embedded Faktory server").
-REAL_FAKTORY = {"push": 29_000, "pushb": 30_000, "fetch_ack": 7_000}
+LOADS = ["push", "pushb", "fetch_ack", "push10", "fetch_ack10"]
+PUSH_CONNECTIONS = 10
+#: The real Faktory 1.10.0 on this machine (issue "Embedded Faktory server"; push10: issue 13,
+#: official Go client, 10 connections).
+REAL_FAKTORY = {"push": 29_000, "pushb": 30_000, "fetch_ack": 7_000, "push10": 29_000,
+                "fetch_ack10": 7_000}
 #: Durable-mode targets (half of the real Faktory's figures).
 TARGETS = {load: rate // 2 for load, rate in REAL_FAKTORY.items()}
 
@@ -69,6 +82,13 @@ BENCHMARK_GATES = [
     # batching pays: 1,000 jobs in one PUSHB cost well under 1,000 single PUSHes
     {"name": "memory PUSHB >= 1.3x single PUSH", "slow": "test_push[memory]",
      "fast": "test_pushb[memory]", "min_ratio": 1.3, "stat": "median"},
+    # Single PUSHes from 10 connections (issue 13) against the same server's own fetch+ack
+    # over the same 10 bare connections, in the same run (best rounds): a regression of the
+    # PUSH path shows as this ratio falling.  Measured 0.72-0.79x (jobs/s of PUSH over jobs/s
+    # of FETCH+ACK; 0.66-0.69x before the PUSH fast path); medians swing 0.5-1.2x here, so
+    # the gate is on the best round.
+    {"name": "memory 10-conn PUSH >= 0.6x 10-conn fetch+ack", "slow": "test_fetch_ack10[memory]",
+     "fast": "test_push10[memory]", "min_ratio": 0.6},
 ]
 
 
@@ -112,6 +132,43 @@ class Load:
         work = self.push if load == "push" else self.pushb
         return lambda: self.run(work(jobs))
 
+    def prepare_push10(self, n: int = JOBS) -> Callable[[], None]:
+        """Untimed: FLUSH, the PUSH lines encoded, 10 raw connections handshaken."""
+        self.run(self.client.flush())
+        lines = [b"PUSH " + json.dumps(Job("BenchJob", i, "payload-string", queue=QUEUE).to_dict(),
+                                       separators=(",", ":")).encode() + b"\r\n" for i in range(n)]
+        async def connect() -> list[_RawPusher]:
+            return list(await asyncio.gather(*(_RawPusher.open(self.loop, self.server.host, self.server.port)
+                                               for _ in range(PUSH_CONNECTIONS))))
+        conns = self.run(connect())
+
+        async def work() -> None:
+            try:
+                await asyncio.gather(*(c.push_all(lines[i::PUSH_CONNECTIONS]) for i, c in enumerate(conns)))
+            finally:
+                for c in conns:
+                    c.close()
+        return lambda: self.run(work())
+
+    def prepare_fetch_ack10(self, n: int = JOBS) -> Callable[[], None]:
+        """Untimed: FLUSH, the queue filled, 10 raw connections handshaken."""
+        self.run(self.client.flush())
+        self.run(self.pushb([Job("BenchJob", i, "payload-string", queue=QUEUE) for i in range(n)]))
+
+        async def connect() -> list[_RawWorker]:
+            return list(await asyncio.gather(*(_RawWorker.open(self.loop, self.server.host, self.server.port)
+                                               for _ in range(PUSH_CONNECTIONS))))
+        conns = self.run(connect())
+        share = [n // PUSH_CONNECTIONS + (i < n % PUSH_CONNECTIONS) for i in range(PUSH_CONNECTIONS)]
+
+        async def work() -> None:
+            try:
+                await asyncio.gather(*(c.work(k) for c, k in zip(conns, share, strict=True)))
+            finally:
+                for c in conns:
+                    c.close()
+        return lambda: self.run(work())
+
     def queue_sizes(self) -> tuple[int, int]:
         """(jobs enqueued in QUEUE, jobs in progress)."""
         info = self.run(self.client.info())["faktory"]
@@ -143,6 +200,103 @@ class Load:
                 assert job is not None, "the queue ran dry"
                 await client.ack(job["jid"])
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+
+
+class _RawPusher(asyncio.Protocol):
+    """One connection that sends PUSH lines one at a time, each after the last one's reply."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.waiter: asyncio.Future | None = None
+        self.lines: list[bytes] = []
+        self.next = 0
+
+    @classmethod
+    async def open(cls, loop: asyncio.AbstractEventLoop, host: str, port: int) -> "_RawPusher":
+        _, proto = await loop.create_connection(cls, host, port)
+        await proto._expect(b"+HI")
+        proto.transport.write(b'HELLO {"v":2}\r\n')
+        await proto._expect(b"+OK")
+        return proto
+
+    async def _expect(self, prefix: bytes) -> None:
+        while b"\n" not in self.buf:
+            self.waiter = asyncio.get_running_loop().create_future()
+            await self.waiter
+        line, _, self.buf = self.buf.partition(b"\n")
+        assert line.startswith(prefix), line
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.lines:
+            # one reply per line; "+OK\r\n" is 5 bytes
+            assert data == b"+OK\r\n" * (len(data) // 5), data[:200]
+            self.next += 1
+            if self.next < len(self.lines):
+                self.transport.write(self.lines[self.next])
+            elif self.waiter is not None and not self.waiter.done():
+                self.waiter.set_result(None)
+            return
+        self.buf += data
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def push_all(self, lines: list[bytes]) -> None:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.lines, self.next = lines, 0
+        self.transport.write(lines[0])
+        await self.waiter
+
+    def close(self) -> None:
+        self.transport.write(b"END\r\n")
+        self.transport.close()
+
+
+_FETCH = f"FETCH {QUEUE}\r\n".encode()
+_JID = re.compile(rb'"jid":"([^"]*)"')
+
+
+class _RawWorker(_RawPusher):
+    """One connection that FETCHes a job, ACKs it, and so on, ``count`` times."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = 0
+        self.acking = False
+
+    async def work(self, count: int) -> None:
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.left = count
+        self.lines = [b""]  # "working" (see data_received)
+        self.transport.write(_FETCH)
+        await self.waiter
+
+    def data_received(self, data: bytes) -> None:
+        if not self.lines:
+            return super().data_received(data)
+        self.buf += data
+        if self.acking:
+            if not self.buf.endswith(b"\r\n"):
+                return
+            assert self.buf == b"+OK\r\n", self.buf
+            self.buf = b""
+            self.acking = False
+            self.left -= 1
+            if self.left:
+                self.transport.write(_FETCH)
+            elif not self.waiter.done():
+                self.waiter.set_result(None)
+            return
+        head, sep, rest = self.buf.partition(b"\r\n")
+        if not sep or len(rest) < int(head[1:]) + 2:
+            return  # the bulk reply is not complete yet
+        assert head != b"$-1", "the queue ran dry"
+        self.buf = b""
+        self.acking = True
+        self.transport.write(b'ACK {"jid":"' + _JID.search(rest).group(1) + b'"}\r\n')
 
 
 _RESULTS: dict[tuple[str, str], float] = {}
@@ -184,10 +338,19 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f}"
 
 
+def _preparer(load: Load, name: str) -> Callable[[], Callable[[], None]]:
+    if name == "push10":
+        return load.prepare_push10
+    if name == "fetch_ack10":
+        return load.prepare_fetch_ack10
+    return lambda: load.prepare(name)
+
+
 def _bench(benchmark: Any, load: Load, name: str, what: str) -> None:
     """Time ``ROUNDS`` rounds of one load, record its best jobs/s for the table."""
     benchmark.group = f"server: {JOBS} jobs, {what}"
-    benchmark.pedantic(lambda work: work(), setup=lambda: ((load.prepare(name),), {}),
+    prepare = _preparer(load, name)
+    benchmark.pedantic(lambda work: work(), setup=lambda: ((prepare(),), {}),
                        rounds=ROUNDS, iterations=1, warmup_rounds=1)
     best = benchmark.stats.stats.min
     _RESULTS[(name, load.mode)] = JOBS / best
@@ -213,6 +376,20 @@ def test_pushb(benchmark, loads, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_push10(benchmark, loads, mode):
+    load = loads(mode)
+    _bench(benchmark, load, "push10", f"single PUSHes, {PUSH_CONNECTIONS} raw connections, one at a time")
+    assert load.queue_sizes() == (JOBS, 0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fetch_ack10(benchmark, loads, mode):
+    load = loads(mode)
+    _bench(benchmark, load, "fetch_ack10", f"FETCH+ACK, {PUSH_CONNECTIONS} raw connections, one at a time")
+    assert load.queue_sizes() == (0, 0)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_fetch_ack(benchmark, loads, mode):
     load = loads(mode)
     _bench(benchmark, load, "fetch_ack", f"FETCH+ACK, {CONCURRENCY} concurrent loops")
@@ -232,7 +409,7 @@ def main() -> None:
                 for name in LOADS:
                     best = float("inf")
                     for _ in range(ROUNDS):
-                        work = load.prepare(name)
+                        work = _preparer(load, name)()
                         start = time.perf_counter()
                         work()
                         best = min(best, time.perf_counter() - start)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import calendar
 import json
+import json.encoder
+import json.scanner
 import math
 import re
 import secrets
@@ -32,7 +34,7 @@ __all__ = [
     "GoFloat", "JSONError", "loads", "syntax_error", "decode_struct", "kind_of",
     "normalize_any", "encode", "dumps_map", "format_float", "format_time", "parse_time",
     "TimeParseError", "go_quote", "JOB", "FAILURE", "FAIL_PAYLOAD", "CLIENT_BEAT",
-    "CLIENT_DATA", "OPERATION", "decode_job",
+    "CLIENT_DATA", "OPERATION", "decode_job", "fast_job",
 ]
 
 
@@ -330,7 +332,13 @@ def _no_constant(name: str) -> Any:
     raise ValueError(name)
 
 
-_py_loads = json.JSONDecoder(parse_float=GoFloat, parse_constant=_no_constant).decode
+_decoder = json.JSONDecoder(parse_float=GoFloat, parse_constant=_no_constant)
+_py_loads = _decoder.decode
+# The C scanner behind ``decode``, called directly for the common case (no leading
+# whitespace): saves the two Python frames and the regex match of ``decode`` per payload.
+_scan_once = getattr(json.scanner, "c_make_scanner", None)
+_scan_once = _scan_once(_decoder) if _scan_once is not None else None
+_JSON_WS = " \t\n\r"
 
 
 def _fix_text(text: str) -> str:
@@ -344,6 +352,14 @@ def loads(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = _fix_text(data.decode("utf-8", "surrogateescape"))
+    if _scan_once is not None and text and text[0] not in _JSON_WS:
+        try:
+            obj, end = _scan_once(text, 0)
+        except (StopIteration, ValueError, RecursionError):
+            pass  # the general path below gives the error
+        else:
+            if end == len(text) or not text[end:].strip(_JSON_WS):
+                return obj
     try:
         return _py_loads(text)
     except RecursionError:
@@ -579,6 +595,28 @@ _py_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_na
                              check_circular=False).encode
 _py_dumps_sorted = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False,
                                     check_circular=False, sort_keys=True).encode
+
+
+def _c_encoder(sort_keys: bool) -> Any:
+    # The C encoder that JSONEncoder.encode drives, built once and called directly (no
+    # Python frames per call); None where the interpreter has none or another signature.
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has it
+        return None
+    try:
+        enc = make(None, json.JSONEncoder().default, json.encoder.encode_basestring, None, ":", ",",
+                   sort_keys, False, False)
+        if "".join(enc({"b": [1, "\u00e9", None, True, 1.5], "a": {}}, 0)) != (
+                '{"a":{},"b":[1,"\u00e9",null,true,1.5]}' if sort_keys
+                else '{"b":[1,"\u00e9",null,true,1.5],"a":{}}'):
+            return None  # pragma: no cover
+    except Exception:  # pragma: no cover - another signature: use JSONEncoder
+        return None
+    return enc
+
+
+_c_dumps = _c_encoder(False)
+_c_dumps_sorted = _c_encoder(True)
 _ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
             0x2028: "\\u2028", 0x2029: "\\u2029"}
 _NEEDS_ESC = re.compile("[<>&\u2028\u2029]").search
@@ -597,11 +635,15 @@ def _finish(text: str) -> bytes:
 
 def encode(obj: Any) -> bytes:
     """Encode an already normalised object (dicts in the order Go writes them)."""
+    if _c_dumps is not None and type(obj) is dict:
+        return _finish("".join(_c_dumps(obj, 0)))
     return _finish(_py_dumps(obj))
 
 
 def dumps_map(obj: Any) -> bytes:
     """Encode a Go map (keys sorted at every level) of plain values."""
+    if _c_dumps_sorted is not None and type(obj) is dict:
+        return _finish("".join(_c_dumps_sorted(obj, 0)))
     return _finish(_py_dumps_sorted(obj))
 
 
@@ -807,35 +849,43 @@ _JOB_INT = frozenset(("retry", "reserve_for", "backtrace"))
 _INT64 = 1 << 63
 
 
+def fast_job(value: Any) -> dict | None:
+    """``decode_struct(value, JOB)`` for the common payload (exact field names, strings
+    where strings go, plain integers, an ``args`` list, a ``custom`` object), or ``None``
+    when ``value`` is anything else: then :func:`decode_job` gives the result."""
+    if type(value) is not dict:
+        return None
+    for key, item in value.items():
+        t = type(item)
+        if key in _JOB_STR:
+            if t is not str:
+                return None
+        elif key in _JOB_INT:
+            if t is not int or not -_INT64 <= item < _INT64:
+                return None
+        elif key == "args":
+            if t is not list:
+                return None
+        elif key != "custom" or t is not dict:
+            return None
+    try:
+        args = value.get("args")
+        if args is not None:
+            value["args"] = normalize_any(args)
+        custom = value.get("custom")
+        if custom is not None:
+            value["custom"] = normalize_any(custom)
+    except _Overflow:
+        return None  # the general path reports it
+    return value
+
+
 def decode_job(value: Any, errors: _Errors) -> dict | None:
-    """``decode_struct(value, JOB, errors)`` with a fast path for the common payload: exact
-    field names, strings where strings go, plain integers, an ``args`` list, a ``custom``
-    object.  Anything else takes the general path (same result)."""
-    if type(value) is dict:
-        for key, item in value.items():
-            t = type(item)
-            if key in _JOB_STR:
-                if t is not str:
-                    break
-            elif key in _JOB_INT:
-                if t is not int or not -_INT64 <= item < _INT64:
-                    break
-            elif key == "args":
-                if t is not list:
-                    break
-            elif key != "custom" or t is not dict:
-                break
-        else:
-            try:
-                args = value.get("args")
-                if args is not None:
-                    value["args"] = normalize_any(args)
-                custom = value.get("custom")
-                if custom is not None:
-                    value["custom"] = normalize_any(custom)
-                return value
-            except _Overflow:
-                pass  # the general path reports it
+    """``decode_struct(value, JOB, errors)`` with :func:`fast_job`'s fast path for the
+    common payload.  Anything else takes the general path (same result)."""
+    job = fast_job(value)
+    if job is not None:
+        return job
     return decode_struct(value, JOB, errors)
 
 
@@ -875,15 +925,22 @@ def job_object(job: dict) -> dict:
     out["jid"] = get("jid", "")
     out["queue"] = get("queue", "")
     out["jobtype"] = get("jobtype", "")
-    for key in ("created_at", "enqueued_at", "at"):
-        value = get(key)
-        if value:
-            out[key] = value
+    value = get("created_at")
+    if value:
+        out["created_at"] = value
+    value = get("enqueued_at")
+    if value:
+        out["enqueued_at"] = value
+    value = get("at")
+    if value:
+        out["at"] = value
     out["args"] = get("args")
-    for key in ("reserve_for", "backtrace"):
-        value = get(key)
-        if value:
-            out[key] = value
+    value = get("reserve_for")
+    if value:
+        out["reserve_for"] = value
+    value = get("backtrace")
+    if value:
+        out["backtrace"] = value
     return out
 
 

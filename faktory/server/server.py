@@ -200,6 +200,21 @@ class ServerConnection(asyncio.Protocol):
         if self._close_after_flush or self.state == _CLOSED:
             return  # END (or an error that closes) was read: the rest is ignored
         buf = self._buf
+        if not buf and not self._blocked and self.state == _READY and data[-1:] == b"\n" \
+                and data.find(b"\n") == len(data) - 1 and len(data) <= self.srv.max_line:
+            # the common case of a client waiting for each reply: exactly one whole line
+            reply = self._dispatch(data[:-2] if data[-2:-1] == b"\r" else data[:-1])
+            if reply is not None:
+                if self.srv._durable or self._out:
+                    self._out.append(reply)
+                    self._flush()
+                else:
+                    self.transport.write(reply)  # type: ignore[union-attr]
+                    if self._close_after_flush:
+                        self.transport.close()  # type: ignore[union-attr]
+            elif self._close_after_flush:
+                self.close()
+            return
         if buf or self._blocked:
             buf += data
             if self._blocked:
@@ -375,12 +390,14 @@ class ServerConnection(asyncio.Protocol):
             obj = gojson.loads(line[5:])
         except gojson.JSONError as exc:
             return _err(f"invalid JSON: {exc}")
-        errs = gojson.errors()
-        job = gojson.decode_job(obj, errs)
-        if errs.first is not None:
-            return _err(f"invalid JSON: {errs.first}")
+        job = gojson.fast_job(obj)
         if job is None:
-            job = {}
+            errs = gojson.errors()
+            job = gojson.decode_job(obj, errs)
+            if errs.first is not None:
+                return _err(f"invalid JSON: {errs.first}")
+            if job is None:
+                job = {}
         if job.get("retry") is None:
             job["retry"] = 25
         error = self.store.push(job)

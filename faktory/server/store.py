@@ -344,28 +344,35 @@ class Store:
 
     # ------------------------------------------------------------------ push
 
-    def push(self, job: dict, now: float | None = None) -> str | None:
+    def push(self, job: dict, now: float | None = None, ts: str | None = None) -> str | None:
         """Push a decoded job (``gojson.decode_struct(..., JOB)``, retry defaulted).
 
-        Returns ``None``, or the error text of the real server's ``manager.Push``.
+        ``now`` and its ``gojson.format_time`` text ``ts`` may be given by a caller pushing
+        many jobs at one time.  Returns ``None``, or the error text of the real server's
+        ``manager.Push``.
         """
-        jid = job.get("jid", "")
-        if len(jid) < 8:
+        get = job.get
+        jid = get("jid", "")
+        # Go's len() counts bytes: five two-byte characters make a valid jid
+        if len(jid) < 8 and len(jid.encode("utf-8", "surrogatepass")) < 8:
             return "jobs must have a reasonable jid parameter"
-        if not job.get("jobtype"):
+        if not get("jobtype"):
             return "jobs must have a jobtype parameter"
-        if job.get("args") is None:
+        if get("args") is None:
             return "jobs must have an args parameter"
-        reserve_for = job.get("reserve_for", 0)
+        reserve_for = get("reserve_for", 0)
         if reserve_for > 86400:
             return "jobs cannot be reserved for more than one day"
         if now is None:
             now = self.clock.now()
-        if not job.get("created_at"):
-            job["created_at"] = gojson.format_time(now)
-        if not job.get("queue"):
-            job["queue"] = "default"
-        at = job.get("at")
+        if ts is None:
+            ts = gojson.format_time(now)
+        if not get("created_at"):
+            job["created_at"] = ts
+        name = get("queue")
+        if not name:
+            name = job["queue"] = "default"
+        at = get("at")
         if at:
             try:
                 when = gojson.parse_time(at)
@@ -378,15 +385,15 @@ class Store:
                 kept = self.scheduled.add(rec)
                 self.persist.add(rec) if kept is rec else self.persist.update(kept)
                 return None
-        name = job["queue"]
         q = self.queues.get(name)
         if q is None:
             known = self._known_queue(name)
             if isinstance(known, str):
                 return f"cannot get {gojson.go_quote(name)} queue: {known}"
             q = known
-        job["enqueued_at"] = gojson.format_time(now)
-        rec = JobRecord(self.new_rid(), QUEUE, name, 0.0, jid, gojson.marshal_job(job),
+        job["enqueued_at"] = ts
+        self._rid += 1
+        rec = JobRecord(self._rid, QUEUE, name, 0.0, jid, gojson.marshal_job(job),
                         reserve_for=reserve_for, enqueued_at=now)
         self._enqueue(rec, q, True)
         return None
