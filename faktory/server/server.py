@@ -698,6 +698,7 @@ class FaktoryServer:
         self._workers_reaped = 0
         self._server: asyncio.base_events.Server | None = None
         self._web_server: asyncio.base_events.Server | None = None
+        self._web_app: Any = None
         self._ticker: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._closing = False
@@ -739,6 +740,8 @@ class FaktoryServer:
         self._server.close()
         if self._web_server is not None:
             self._web_server.close()
+            if self._web_app is not None:
+                self._web_app.close_connections()
         if self._ticker is not None:
             self._ticker.cancel()
             try:

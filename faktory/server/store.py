@@ -632,30 +632,74 @@ class Store:
             if not match(rec.payload):
                 continue
             if cmd == "discard":
-                sset.remove(rec)
-                rec.alive = False
-                self.persist.remove(rec)
+                self.discard(sset, rec)
             elif cmd == "kill":
-                sset.remove(rec)
-                rec.where, rec.score = DEAD, now + DEAD_TTL
-                kept = self.dead.add(rec)
-                if kept is not rec:
-                    self.persist.remove(rec)
-                self.persist.update(kept)
-            else:  # requeue: the stored payload goes back to its queue as it is
-                try:
-                    job = gojson.reparse_job(rec.payload)
-                except ValueError as exc:
-                    return str(exc)
-                name = job.get("queue") or ""
-                q = self._known_queue(name)
-                if isinstance(q, str):
-                    return q
-                sset.remove(rec)
-                rec.name = name
-                self._hydrate(rec)
-                self._enqueue(rec, q, False)
+                self.kill(sset, rec, now)
+            else:
+                error = self.requeue(sset, rec)
+                if error is not None:
+                    return error
         return None
+
+    # -- one member of a sorted set (MUTATE and the web UI's actions) -------------------
+
+    def discard(self, sset: SortedSet, rec: JobRecord) -> bool:
+        """Delete member ``rec`` of ``sset``; False when it was no longer there."""
+        if not sset.remove(rec):
+            return False
+        rec.alive = False
+        self.persist.remove(rec)
+        return True
+
+    def kill(self, sset: SortedSet, rec: JobRecord, now: float | None = None) -> bool:
+        """Move member ``rec`` of ``sset`` to the dead set (180 days); False when gone."""
+        if not sset.remove(rec):
+            return False
+        rec.where, rec.score = DEAD, (self.clock.now() if now is None else now) + DEAD_TTL
+        kept = self.dead.add(rec)
+        if kept is not rec:
+            self.persist.remove(rec)
+        self.persist.update(kept)
+        return True
+
+    def requeue(self, sset: SortedSet, rec: JobRecord) -> str | None:
+        """Put member ``rec`` of ``sset`` back on its queue, its stored payload as it is
+        (MUTATE requeue; "retry now" in the web UI).  ``None``, or why it could not."""
+        if sset.members.get(rec.payload) is not rec:
+            return "no such job"
+        try:
+            job = gojson.reparse_job(rec.payload)
+        except ValueError as exc:
+            return str(exc)
+        name = job.get("queue") or ""
+        q = self._known_queue(name)
+        if isinstance(q, str):
+            return q
+        sset.remove(rec)
+        rec.name = name
+        self._hydrate(rec)
+        self._enqueue(rec, q, False)
+        return None
+
+    def find(self, sset: SortedSet, rid: int) -> JobRecord | None:
+        """The member of ``sset`` with record id ``rid``, or ``None``."""
+        for rec in sset.members.values():
+            if rec.rid == rid:
+                return rec
+        return None
+
+    def clear_queue(self, name: str) -> int:
+        """Delete every job waiting in queue ``name`` (the queue stays known, its pause
+        state too); returns how many."""
+        q = self.queues.get(name)
+        if not q:
+            return 0
+        count = len(q)
+        for rec in q:
+            rec.alive = False
+            self.persist.remove(rec)
+        q.clear()
+        return count
 
     # ------------------------------------------------------------------ INFO
 
