@@ -7,13 +7,17 @@
     faktory server quiet WID [--web URL]
     faktory server terminate WID [--web URL]
 
-The operator subcommands talk to the server's web endpoint (started with ``--web``),
-like the real server's web UI: ``GET /workers`` and ``POST /busy``.
+``--web`` serves the web UI (dashboard, queues, busy, retries, scheduled, dead; see
+:mod:`faktory.server.web`) and the operator endpoints; a bare ``:PORT`` binds the loopback
+interface.  The operator subcommands talk to those endpoints, like the real server's web
+UI: ``GET /workers`` and ``POST /busy`` (with ``--password``/``$FAKTORY_PASSWORD`` as HTTP
+basic authentication when the server has a password).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import importlib.util
 import json
 import logging
@@ -51,7 +55,8 @@ def _server_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-connections", type=int, default=2000, metavar="N",
                    help="connections accepted at once (default %(default)s)")
     p.add_argument("--web", default=None, metavar="HOST:PORT",
-                   help="serve the operator HTTP endpoint here (off by default)")
+                   help="serve the web UI and the operator endpoints here (off by default; "
+                        "':7420' is the loopback interface)")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
                    help="event loop (default: uvloop when installed; $FAKTORY_LOOP)")
     p.add_argument("--log-level", default="info",
@@ -67,6 +72,8 @@ def _operator_parser(command: str) -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print the raw JSON")
     p.add_argument("--web", default=os.environ.get("FAKTORY_WEB_URL", DEFAULT_WEB), metavar="URL",
                    help="the server's web endpoint (default %(default)s; $FAKTORY_WEB_URL)")
+    p.add_argument("--password", default=None,
+                   help="the server's password, when it has one (default: $FAKTORY_PASSWORD)")
     return p
 
 
@@ -127,7 +134,7 @@ async def _serve(opts: argparse.Namespace, host: str, port: int) -> int:
     web = ""
     if opts.web:
         web_host = opts.web.rpartition(":")[0].strip("[]") or "127.0.0.1"
-        web = f", web on http://{web_host}:{server.web_port}"
+        web = f", web UI on http://{web_host}:{server.web_port}/"
     log.info("faktory server %s listening on %s://%s:%d (pid %d, %s%s%s)", _version(), scheme,
              host, server.port, os.getpid(), where, ", password required" if password else "",
              web)
@@ -163,9 +170,14 @@ def _web_url(value: str, path: str) -> str:
 
 
 def _operator(command: str, opts: argparse.Namespace) -> int:
+    password = opts.password if opts.password is not None else os.environ.get("FAKTORY_PASSWORD")
+    headers = {}
+    if password:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"faktory:{password}".encode()).decode()
     try:
         if command == "workers":
-            with urllib.request.urlopen(_web_url(opts.web, "/workers"), timeout=10) as resp:
+            req = urllib.request.Request(_web_url(opts.web, "/workers"), headers=headers)
+            with urllib.request.urlopen(req, timeout=10) as resp:
                 workers = json.loads(resp.read())
             if opts.json:
                 sys.stdout.write(json.dumps(workers, indent=2) + "\n")
@@ -181,7 +193,7 @@ def _operator(command: str, opts: argparse.Namespace) -> int:
                 sys.stdout.write("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() + "\n")
             return 0
         data = urllib.parse.urlencode({"wid": opts.wid, "signal": command}).encode()
-        req = urllib.request.Request(_web_url(opts.web, "/busy"), data=data, method="POST")
+        req = urllib.request.Request(_web_url(opts.web, "/busy"), data=data, method="POST", headers=headers)
         with urllib.request.urlopen(req, timeout=10):
             pass
         sys.stdout.write(f"{command}: {opts.wid}\n")
