@@ -144,7 +144,12 @@ function poll(){var r=new XMLHttpRequest();r.open('GET','stats');r.onload=functi
  if(r.status!==200)return;var s=JSON.parse(r.responseText);
  document.querySelectorAll('[data-stat]').forEach(function(n){var v=s[n.getAttribute('data-stat')];
   if(v!==undefined)n.textContent=v.toLocaleString('en-US')});
- Object.keys(s.queues).forEach(function(q){var n=document.querySelector('[data-queue="'+CSS.escape(q)+'"]');
+ var body=document.querySelector('#queue-table tbody');
+ Object.keys(s.queues).sort().forEach(function(q){var n=document.querySelector('[data-queue="'+CSS.escape(q)+'"]');
+  if(!n&&body){var tr=document.createElement('tr'),a=document.createElement('a'),td=document.createElement('td');
+   a.href='/queues/'+encodeURIComponent(q);a.textContent=q;td.appendChild(a);tr.appendChild(td);
+   n=document.createElement('td');n.className='num';n.setAttribute('data-queue',q);tr.appendChild(n);body.appendChild(tr);
+   var none=document.getElementById('no-queues');if(none)none.remove()}
   if(n)n.textContent=s.queues[q].toLocaleString('en-US')});
  if(last){var dt=Math.max(.001,s.time-last.time);pts.push({p:Math.max(0,s.processed-last.processed)/dt,
   f:Math.max(0,s.failures-last.failures)/dt});if(pts.length>keep)pts.shift();draw()}
@@ -319,8 +324,9 @@ class Pages:
             f'<tr><td><a href="/queues/{quote(name, safe="")}">{e(name)}</a></td>'
             f'<td class="num" data-queue="{e(name)}">{size:,}</td></tr>'
             for name, size in sorted(queues.items()))
-        table = (f'<table><thead><tr><th>queue</th><th class="num">size</th></tr></thead>'
-                 f'<tbody>{rows}</tbody></table>' if rows else '<p class="empty">No queues yet.</p>')
+        table = (('' if rows else '<p class="empty" id="no-queues">No queues yet.</p>') +
+                 '<table id="queue-table"><thead><tr><th>queue</th><th class="num">size</th></tr></thead>'
+                 f'<tbody>{rows}</tbody></table>')
         return (
             '<h1>Dashboard</h1>'
             f'<div class="cards">{cards}</div>'
