@@ -33,7 +33,7 @@ from typing import Any
 __all__ = [
     "GoFloat", "JSONError", "loads", "syntax_error", "decode_struct", "kind_of",
     "normalize_any", "encode", "dumps_map", "format_float", "format_time", "parse_time",
-    "TimeParseError", "go_quote", "JOB", "FAILURE", "FAIL_PAYLOAD", "CLIENT_BEAT",
+    "TimeParseError", "go_quote", "go_upper", "JOB", "FAILURE", "FAIL_PAYLOAD", "CLIENT_BEAT",
     "CLIENT_DATA", "OPERATION", "decode_job", "fast_job",
 ]
 
@@ -50,6 +50,16 @@ class GoFloat(float):
         self = float.__new__(cls, lit)
         self.lit = lit
         return self
+
+
+class GoNegZero(int):
+    """The integer literal ``-0``: Python reads it as ``0``, Go as float64 ``-0`` (written back
+    as ``-0`` in an ``interface{}`` value such as ``args``; ``0`` in an int field)."""
+
+    __slots__ = ()
+
+
+NEG_ZERO = GoNegZero(0)
 
 
 def format_float(value: float) -> str:
@@ -126,6 +136,27 @@ def _time_quote(s: str) -> str:
                 out.append("\\")
             out.append(ch)
     out.append('"')
+    return "".join(out)
+
+
+def go_upper(text: str) -> str:
+    """Go's ``strings.ToUpper``: the simple (one rune to one rune) upper case of each rune,
+    so ``ß`` stays ``ß`` where Python writes ``SS``; each byte of invalid UTF-8 (a
+    surrogate escape here) becomes U+FFFD."""
+    if text.isascii():
+        return text.upper()
+    out = []
+    for c in text:
+        if "\ud800" <= c <= "\udfff":
+            out.append("\ufffd")
+            continue
+        upper = c.upper()
+        if len(upper) != 1:
+            # Python's full mapping expands; Go's simple one is the one-rune title case
+            # where there is one (Greek with ypogegrammeni), else the rune unchanged
+            title = c.title()
+            upper = title if len(title) == 1 else c
+        out.append(upper)
     return "".join(out)
 
 
@@ -334,6 +365,16 @@ def _no_constant(name: str) -> Any:
 
 _decoder = json.JSONDecoder(parse_float=GoFloat, parse_constant=_no_constant)
 _py_loads = _decoder.decode
+
+
+def _go_int(lit: str) -> int:
+    return NEG_ZERO if lit == "-0" else int(lit)
+
+
+# Used only when the payload may hold a ``-0`` literal (see loads): every integer then costs
+# a Python call, which the common payload does not pay.
+_nz_loads = json.JSONDecoder(parse_float=GoFloat, parse_int=_go_int, parse_constant=_no_constant).decode
+_MAYBE_NEG_ZERO = re.compile(rb"-0(?![0-9.eE])").search
 # The C scanner behind ``decode``, called directly for the common case (no leading
 # whitespace): saves the two Python frames and the regex match of ``decode`` per payload.
 _scan_once = getattr(json.scanner, "c_make_scanner", None)
@@ -352,6 +393,13 @@ def loads(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = _fix_text(data.decode("utf-8", "surrogateescape"))
+    if _MAYBE_NEG_ZERO(data) is not None:
+        try:
+            return _nz_loads(text)
+        except RecursionError:
+            raise JSONError("exceeded max depth") from None
+        except ValueError:
+            raise JSONError(syntax_error(data) or "invalid JSON") from None
     if _scan_once is not None and text and text[0] not in _JSON_WS:
         try:
             obj, end = _scan_once(text, 0)
@@ -389,6 +437,8 @@ def kind_of(value: Any) -> str:
 def _num_lit(value: Any) -> str:
     if isinstance(value, GoFloat):
         return value.lit
+    if type(value) is GoNegZero:
+        return "-0"
     return str(value) if isinstance(value, int) else repr(value)
 
 
@@ -487,7 +537,8 @@ def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _
             _type_error(errs, kind_of(item), struct, path, gotype)
             return _SKIP
         lo, hi = _INT_RANGE[kind]
-        if isinstance(item, float) or not lo <= item <= hi:
+        if isinstance(item, float) or not lo <= item <= hi or (kind == UINT8 and type(item) is GoNegZero):
+            # (strconv.ParseUint refuses "-0"; ParseInt takes it as 0)
             _type_error(errs, "number " + _num_lit(item), struct, path, gotype)
             return _SKIP
         return item
@@ -555,6 +606,8 @@ def normalize_any(value: Any) -> Any:
     t = type(value)
     if t is str or t is bool or value is None:
         return value
+    if t is GoNegZero:
+        return _TOKEN + "-0\x00"
     if t is int:
         if -_TWO53 <= value <= _TWO53:
             return value

@@ -570,7 +570,7 @@ class ServerConnection(asyncio.Protocol):
         qs = [q.decode("utf-8", "surrogateescape") for q in line.split(b" ")[1:]]
         if len(qs) < 2:
             return INTERNAL  # the real server indexes qs[0] and qs[1] and panics
-        sub = qs[0].upper()
+        sub = gojson.go_upper(qs[0])
         store = self.store
         if sub == "LATENCY":
             if qs[1] == "*":

@@ -161,3 +161,30 @@ def test_decode_struct_rules() -> None:
 ])
 def test_redis_glob(pattern: str, text: bytes, match: bool) -> None:
     assert (glob_to_regex(pattern).fullmatch(text) is not None) == match
+
+
+@pytest.mark.parametrize("text, upper", [
+    ("pause", "PAUSE"), ("LaTeNcY", "LATENCY"), ("stra\u00dfe", "STRA\u00dfE"), ("\ufb00", "\ufb00"),
+    ("\u1f80", "\u1f88"), ("\u0131", "I"), ("\u017f", "S"), ("\u0149", "\u0149"), ("\u00e9", "\u00c9"),
+    ("a\udcffb", "A\ufffdB"), ("\ufffd", "\ufffd"),
+])
+def test_go_upper_is_simple_case_mapping(text: str, upper: str) -> None:
+    assert gojson.go_upper(text) == upper
+
+
+@pytest.mark.parametrize("literal, written", [
+    (b"-0", b"-0"), (b"0", b"0"), (b"-0.0", b"-0"), (b"-0e3", b"-0"), (b"-0.5", b"-0.5"), (b"-10", b"-10"),
+    (b'"a-0"', b'"a-0"'), (b'{"k":-0}', b'{"k":-0}'),
+])
+def test_negative_zero_in_any_value(literal: bytes, written: bytes) -> None:
+    args = gojson.decode_job(gojson.loads(b'{"args":[' + literal + b']}'), gojson.errors())["args"]
+    assert gojson.encode({"args": args}) == b'{"args":[' + written + b']}'
+
+
+def test_negative_zero_in_int_fields() -> None:
+    job = gojson.decode_job(gojson.loads(b'{"retry":-0,"reserve_for":-0}'), gojson.errors())
+    assert job["retry"] == 0 and gojson.encode({"retry": job["retry"]}) == b'{"retry":0}'
+    with pytest.raises(gojson.JSONError, match="cannot unmarshal number -0 into Go struct field ClientData.v of type uint8"):
+        gojson.decode_struct(gojson.loads(b'{"v":-0}'), gojson.CLIENT_DATA)
+    with pytest.raises(gojson.JSONError, match="invalid character '1' after array element"):
+        gojson.loads(b"[-01]")
