@@ -14,13 +14,14 @@
 from faktory.server.clock import Clock, ManualClock
 from faktory.server.persist import JobRecord, MemoryPersistence, Persistence, Snapshot
 from faktory.server.process import ServerProcess, ServerStartError, free_port
-from faktory.server.server import DEFAULT_PORT, VERSION, FaktoryServer
+from faktory.server.server import DEFAULT_PORT, VERSION, FaktoryServer, ScanIntervals
 from faktory.server.thread import ServerThread
 
 __all__ = [
     "Clock",
     "ManualClock",
     "FaktoryServer",
+    "ScanIntervals",
     "ServerThread",
     "ServerProcess",
     "ServerStartError",

@@ -57,6 +57,11 @@ def _server_parser() -> argparse.ArgumentParser:
     p.add_argument("--web", default=None, metavar="HOST:PORT",
                    help="serve the web UI and the operator endpoints here (off by default; "
                         "':7420' is the loopback interface)")
+    p.add_argument("--scan-intervals", default="fast", metavar="SPEC",
+                   help="periods of the periodic tasks: 'fast' (default: every task each second), "
+                        "'faktory' (the real server's: scheduled/retries 5 s, dead 60 s, "
+                        "reservations/workers 15 s), SECONDS, or NAME=SECONDS,... with NAME in "
+                        "scheduled, retries, dead, reservations, workers, worker_ttl")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
                    help="event loop (default: uvloop when installed; $FAKTORY_LOOP)")
     p.add_argument("--log-level", default="info",
@@ -100,6 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if bool(opts.tls_cert) != bool(opts.tls_key):
         sys.stderr.write("faktory server: --tls-cert and --tls-key go together\n")
         return 2
+    from faktory.server.server import ScanIntervals
+    try:
+        opts.intervals = ScanIntervals.parse(opts.scan_intervals)
+    except ValueError as exc:
+        sys.stderr.write(f"faktory server: --scan-intervals: {exc}\n")
+        return 2
     try:
         host, port = _split_bind(opts.bind)
     except ValueError:
@@ -124,7 +135,8 @@ async def _serve(opts: argparse.Namespace, host: str, port: int) -> int:
     password = opts.password if opts.password is not None else os.environ.get("FAKTORY_PASSWORD")
     try:
         server = FaktoryServer(host, port, password=password or None, storage=opts.storage,
-                               ssl=ctx, max_connections=opts.max_connections, web=opts.web)
+                               ssl=ctx, max_connections=opts.max_connections, web=opts.web,
+                               intervals=opts.intervals)
         await server.start()
     except (OSError, RuntimeError) as exc:
         log.error("cannot start: %s", exc)

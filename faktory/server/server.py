@@ -14,6 +14,7 @@ Replies and errors are byte for byte those of the real server (Faktory 1.10.0): 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
@@ -32,7 +33,7 @@ from faktory.server.clock import Clock
 from faktory.server.persist import JobRecord, MemoryPersistence, Persistence
 from faktory.server.store import Store
 
-__all__ = ["FaktoryServer", "ServerConnection", "WorkerRecord", "VERSION", "DEFAULT_PORT"]
+__all__ = ["FaktoryServer", "ServerConnection", "WorkerRecord", "ScanIntervals", "VERSION", "DEFAULT_PORT"]
 
 log = logging.getLogger("faktory.server")
 
@@ -67,6 +68,79 @@ def _bulk(data: bytes) -> bytes:
 
 def _state_from_string(text: str) -> int:
     return {"quiet": QUIET, "terminate": TERMINATE}.get(text, RUNNING)
+
+
+TASKS = ("scheduled", "retries", "dead", "reservations", "workers")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanIntervals:
+    """Seconds between two runs of each periodic task of the server, and the heartbeat TTL.
+
+    ``scheduled`` and ``retries``: jobs due in those sets are enqueued; ``dead``: dead jobs
+    older than 180 days are purged; ``reservations``: expired reservations become failures;
+    ``workers``: workers without a BEAT for ``worker_ttl`` seconds are forgotten and their
+    connections closed.  The default (every task each second) makes a laptop or a test
+    see ``at`` and retries on time; :meth:`faktory` gives the real server's timing.
+    """
+
+    scheduled: float = 1.0
+    retries: float = 1.0
+    dead: float = 1.0
+    reservations: float = 1.0
+    workers: float = 1.0
+    worker_ttl: float = HEARTBEAT_TTL
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"ScanIntervals.{field.name} must be a positive number of seconds, "
+                                 f"not {value!r}")
+
+    @classmethod
+    def faktory(cls) -> "ScanIntervals":
+        """The real Faktory's timing: scheduled and retries every 5 s, dead every 60 s,
+        reservations and workers every 15 s, workers forgotten after 60 s without a BEAT."""
+        return cls(scheduled=5.0, retries=5.0, dead=60.0, reservations=15.0, workers=15.0)
+
+    @classmethod
+    def every(cls, seconds: float) -> "ScanIntervals":
+        """Every task each ``seconds``."""
+        return cls(seconds, seconds, seconds, seconds, seconds)
+
+    @classmethod
+    def parse(cls, spec: str) -> "ScanIntervals":
+        """``"faktory"``, ``"fast"`` (the default), a number (every task), or
+        ``"scheduled=5,retries=5,dead=60,reservations=15,workers=15,worker_ttl=60"``
+        (names left out keep the default)."""
+        spec = spec.strip()
+        if spec == "faktory":
+            return cls.faktory()
+        if spec == "fast":
+            return cls()
+        try:
+            seconds = float(spec)
+        except ValueError:
+            pass
+        else:
+            return cls.every(seconds)
+        values: dict[str, float] = {}
+        names = {f.name for f in dataclasses.fields(cls)}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep or name.strip() not in names:
+                raise ValueError(f"bad scan interval {part!r} (expected NAME=SECONDS, NAME one of "
+                                 f"{', '.join(sorted(names))}; or 'faktory', 'fast', SECONDS)")
+            try:
+                values[name.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"bad scan interval {part!r}: {value!r} is not a number") from None
+        return cls(**values)
+
+    def periods(self) -> dict[str, float]:
+        """Task name -> seconds between runs."""
+        return {task: getattr(self, task) for task in TASKS}
 
 
 class WorkerRecord:
@@ -662,7 +736,10 @@ class FaktoryServer:
     :class:`~faktory.server.persist.Persistence`.  ``ssl``: a server-side
     ``ssl.SSLContext`` (clients use ``tcp+tls://``).  ``clock``: a
     :class:`~faktory.server.clock.Clock` (``ManualClock`` in tests; then no real-time
-    ticker runs unless ``tick_interval`` is given).  ``web``: ``"host:port"`` of the
+    ticker runs unless ``tick_interval`` or ``intervals`` is given).  ``intervals``: a
+    :class:`ScanIntervals`, the period of each periodic task (default: each second, or each
+    ``tick_interval``; ``ScanIntervals.faktory()`` is the real server's timing).
+    ``web``: ``"host:port"`` of the
     small operator HTTP endpoint, or ``None``.
     """
 
@@ -672,7 +749,8 @@ class FaktoryServer:
                  max_connections: int = 2000, max_line: int = 16 * 1024 * 1024,
                  fetch_timeout: float = 2.0, handshake_timeout: float = 2.0,
                  web: str | tuple[str, int] | None = None,
-                 tick_interval: float | None = None) -> None:
+                 tick_interval: float | None = None,
+                 intervals: ScanIntervals | None = None) -> None:
         self.host = host
         self.port = port
         self.password = password or None
@@ -684,8 +762,13 @@ class FaktoryServer:
         self.handshake_timeout = handshake_timeout
         self.web = web
         if tick_interval is None:
-            tick_interval = 0.0 if clock is not None and type(clock) is not Clock else 1.0
+            tick_interval = 0.0 if clock is not None and type(clock) is not Clock and intervals is None else 1.0
         self.tick_interval = tick_interval
+        if intervals is None:
+            intervals = ScanIntervals.every(tick_interval) if tick_interval > 0 else ScanIntervals()
+        #: the periods of the periodic tasks (none run on their own when ``tick_interval`` is
+        #: 0, the default with a ManualClock: the test calls :meth:`tick`)
+        self.intervals = intervals
         self.persistence = _open_storage(storage)
         self.store = Store(self.clock, self.persistence)
         self.connections = 0
@@ -799,26 +882,42 @@ class FaktoryServer:
     # ------------------------------------------------------------------ periodic tasks
 
     async def _tick_forever(self) -> None:
+        # each task on its own period (ScanIntervals), on the loop's monotonic time
+        loop = self._loop
+        periods = self.intervals.periods()
+        due = {task: loop.time() + period for task, period in periods.items()}
         while True:
-            await asyncio.sleep(self.tick_interval)
+            await asyncio.sleep(max(0.0, min(due.values()) - loop.time()))
+            now = loop.time()
+            ready = [task for task, at in due.items() if at <= now]
+            for task in ready:
+                due[task] = max(due[task] + periods[task], now)
             try:
-                await self.tick()
+                self._run_tasks(ready)
             except Exception:  # pragma: no cover - keep the ticker alive
                 log.exception("periodic task failed")
 
     async def tick(self) -> None:
         """Run every periodic task once at ``clock.now()``: scheduled and retry jobs due
         are enqueued, expired dead jobs purged, expired reservations failed, workers
-        without a BEAT for 60 s forgotten (their connections closed)."""
+        without a BEAT for ``intervals.worker_ttl`` seconds forgotten (their connections
+        closed)."""
+        self._run_tasks(TASKS)
+
+    def _run_tasks(self, tasks: "list[str] | tuple[str, ...]") -> None:
         now = self.clock.now()
         store = self.store
-        store.run_scanners(now)
-        store.reap_reservations(now)
-        self._reap_workers(now)
+        scanners = [name for name in ("scheduled", "retries", "dead") if name in tasks]
+        if scanners:
+            store.run_scanners(now, scanners)
+        if "reservations" in tasks:
+            store.reap_reservations(now)
+        if "workers" in tasks:
+            self._reap_workers(now)
         self.persistence.commit()
 
     def _reap_workers(self, now: float) -> int:
-        limit = now - HEARTBEAT_TTL
+        limit = now - self.intervals.worker_ttl
         dead = [w for w in self._workers.values() if w.last_beat < limit]
         conns = 0
         for worker in dead:

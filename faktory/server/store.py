@@ -17,7 +17,7 @@ import random
 import re
 import time
 from collections import deque
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from faktory.server import gojson
 from faktory.server.clock import Clock
@@ -577,11 +577,16 @@ class Store:
         self.reaped += count
         return count
 
-    def run_scanners(self, now: float) -> None:
-        """One pass of the Scheduled, Retries and Dead scanners (INFO ``tasks`` stats)."""
+    def run_scanners(self, now: float,
+                     which: "Iterable[str]" = ("scheduled", "retries", "dead")) -> None:
+        """One pass of the Scheduled, Retries and Dead scanners, or of those named in
+        ``which`` (INFO ``tasks`` stats)."""
+        wanted = set(which)
         for name, fn in (("Scheduled", lambda: self.enqueue_due(self.scheduled, now)),
                          ("Retries", lambda: self.enqueue_due(self.retries, now)),
                          ("Dead", lambda: self.purge_dead(now))):
+            if name.lower() not in wanted:
+                continue
             stats = self.scan_stats[name]
             start = time.perf_counter_ns()
             count = fn()
