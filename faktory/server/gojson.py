@@ -393,7 +393,7 @@ def loads(data: bytes) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = _fix_text(data.decode("utf-8", "surrogateescape"))
-    if _MAYBE_NEG_ZERO(data) is not None:
+    if b"-0" in data and _MAYBE_NEG_ZERO(data) is not None:
         try:
             return _nz_loads(text)
         except RecursionError:
@@ -620,6 +620,12 @@ def normalize_any(value: Any) -> Any:
             raise _Overflow(_num_lit(value))
         return _norm_float(value)
     if t is list:
+        for item in value:  # the common args: strings and small integers, nothing to change
+            ti = type(item)
+            if ti is not str and (ti is not int or not -_TWO53 <= item <= _TWO53):
+                break
+        else:
+            return value
         out = None
         for i, item in enumerate(value):
             new = normalize_any(item)
@@ -967,34 +973,26 @@ def job_object(job: dict) -> dict:
     retry, failure, custom, jid, queue, jobtype, created_at, enqueued_at, at, args,
     reserve_for, backtrace.
     """
-    get = job.get
-    out: dict[str, Any] = {"retry": get("retry")}
-    failure = get("failure")
-    if failure is not None:
-        out["failure"] = marshal_failure(failure)
-    custom = get("custom")
-    if custom:
-        out["custom"] = custom
-    out["jid"] = get("jid", "")
-    out["queue"] = get("queue", "")
-    out["jobtype"] = get("jobtype", "")
-    value = get("created_at")
-    if value:
-        out["created_at"] = value
-    value = get("enqueued_at")
-    if value:
-        out["enqueued_at"] = value
-    value = get("at")
-    if value:
-        out["at"] = value
-    out["args"] = get("args")
-    value = get("reserve_for")
-    if value:
-        out["reserve_for"] = value
-    value = get("backtrace")
-    if value:
-        out["backtrace"] = value
+    out: dict[str, Any] = {"retry": job.get("retry")}
+    if "failure" in job and job["failure"] is not None:
+        out["failure"] = marshal_failure(job["failure"])
+    if "custom" in job and job["custom"]:
+        out["custom"] = job["custom"]
+    out["jid"] = job.get("jid", "")
+    out["queue"] = job.get("queue", "")
+    out["jobtype"] = job.get("jobtype", "")
+    for key in _OMITEMPTY_MIDDLE:
+        if key in job and job[key]:
+            out[key] = job[key]
+    out["args"] = job.get("args")
+    for key in _OMITEMPTY_END:
+        if key in job and job[key]:
+            out[key] = job[key]
     return out
+
+
+_OMITEMPTY_MIDDLE = ("created_at", "enqueued_at", "at")
+_OMITEMPTY_END = ("reserve_for", "backtrace")
 
 
 def marshal_job(job: dict) -> bytes:
