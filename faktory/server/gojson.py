@@ -274,6 +274,117 @@ def syntax_error(data: bytes) -> str | None:
             return err(pos, "after array element")
 
 
+#: Above this size a syntax error's text is found from where Python's C decoder stopped
+#: (see :func:`error_text`) instead of by scanning the whole input in Python.
+FULL_SCAN_LIMIT = 64 * 1024
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"{}[]")
+_NUMBER_CHARS = frozenset(b"-+0123456789.eE")
+_VALUE_CONTEXT = {0x7B: b'{"k":', 0x5B: b'["",'}   # inside { or [, where a value is expected
+
+
+def error_text(data: bytes, exc: ValueError) -> str:
+    """Go's error text for ``data``, which Python's decoder refused with ``exc``.
+
+    Small inputs (and errors without a position) are scanned whole by :func:`syntax_error`.
+    A large one is not: Go's scanner stops at the first byte it cannot take, which is in
+    the token where Python's decoder stopped.  The nesting there is read off the valid
+    prefix with C-speed string operations (strings removed, brackets paired off), and the
+    Python scanner runs on a few bytes that reproduce that nesting followed by the rest of
+    the input from that token, so the cost no longer grows with the input.
+    """
+    pos = getattr(exc, "pos", None)
+    msg = getattr(exc, "msg", "")
+    if len(data) <= FULL_SCAN_LIMIT or pos is None:
+        return syntax_error(data) or "invalid JSON"
+    text = data.decode("utf-8", "surrogateescape")
+    bp = len(text[:pos].encode("utf-8", "surrogateescape"))
+    return _error_from(data, bp, msg) or "invalid JSON"
+
+
+def _outside_strings(prefix: bytes) -> bytes:
+    """The bytes of ``prefix`` (valid JSON so far, not ending inside a string) that are not
+    in a string: escaped backslashes and quotes dropped, then every other quote-separated
+    part kept."""
+    if b"\\" in prefix:
+        prefix = prefix.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(prefix.split(b'"')[0::2])
+
+
+def _opening_quote(data: bytes, pos: int) -> int:
+    """The opening quote of the string that ``pos`` is in (its content holds no unescaped
+    quote: the nearest quote before ``pos`` behind an even number of backslashes)."""
+    end = pos
+    while True:
+        q = data.rfind(b'"', 0, end)
+        if q < 0:
+            return -1
+        k = q
+        while k > 0 and data[k - 1] == 0x5C:
+            k -= 1
+        if (q - k) % 2 == 0:
+            return q
+        end = q
+
+
+def _error_from(data: bytes, bp: int, msg: str) -> str | None:
+    if msg.startswith("Unterminated string"):
+        return "unexpected end of JSON input"  # Go reads to the end looking for the quote
+    state = "value"
+    if msg.startswith(("Invalid control character", "Invalid \\escape", "Invalid \\u")):
+        # inside a string: restart at its opening quote, as a value (Go's texts for a
+        # string's errors do not depend on it being a key)
+        q = _opening_quote(data, bp)
+        if q < 0:
+            return syntax_error(data)
+        bp = q
+    elif msg.startswith("Expecting property name"):
+        state = "key"
+    elif msg.startswith("Expecting ':'"):
+        state = "colon"
+    elif msg.startswith(("Expecting ','", "Extra data")):
+        start = bp
+        while start > 0 and data[start - 1] in _NUMBER_CHARS:
+            start -= 1
+        if start < bp and data[start] in b"-0123456789" and bp < len(data) and data[bp] in _NUMBER_CHARS:
+            # Python ended a number that Go goes on reading ("1." "1e" "01"): the error
+            # is Go's, somewhere in that number
+            bp = start
+        else:
+            state = "after"
+    elif not msg.startswith("Expecting value"):
+        return syntax_error(data)  # a message this shortcut does not know: the whole scan
+    prefix = data[:bp]
+    if state == "colon":
+        # the key just read ends before bp (maybe before whitespace): restart at it
+        key_end = prefix.rstrip(b" \t\r\n")
+        q = _opening_quote(data, len(key_end) - 1)
+        if q < 0:
+            return syntax_error(data)
+        prefix = data[:q]
+    brackets = _outside_strings(prefix).translate(None, _NOT_BRACKETS)
+    while True:
+        reduced = brackets.replace(b"{}", b"").replace(b"[]", b"")
+        if reduced == brackets:
+            break
+        brackets = reduced
+    if any(b in b"}]" for b in brackets):
+        return syntax_error(data)  # the prefix was not what Python accepted: be exact
+    outer = b"".join(_VALUE_CONTEXT[b] if b == 0x7B else b"[" for b in brackets[:-1])
+    top = brackets[-1] if brackets else None
+    if state == "value":
+        head = outer + (_VALUE_CONTEXT[top] if top is not None else b"")
+    elif state == "after":
+        # a string as the value before: a number could run on into what follows
+        head = outer + ({0x7B: b'{"k":""', 0x5B: b'[""'}[top] if top is not None else b'""')
+    elif top != 0x7B:
+        return syntax_error(data)  # a key outside an object: not what Python said; be exact
+    elif state == "key":
+        head = outer + b'{"k":"",'
+    else:  # colon: the key again, then what follows it
+        head, bp = outer + b"{", len(prefix)
+    return syntax_error(head + data[bp:])
+
+
 def _scan_key(data: bytes, pos: int) -> int | str:
     # An object key and its colon from data[pos] (blanks before it skipped): returns the
     # index after the colon, or an error.
@@ -398,23 +509,32 @@ def loads(data: bytes) -> Any:
             return _nz_loads(text)
         except RecursionError:
             raise JSONError("exceeded max depth") from None
-        except ValueError:
-            raise JSONError(syntax_error(data) or "invalid JSON") from None
+        except ValueError as exc:
+            raise JSONError(error_text(data, exc)) from None
     if _scan_once is not None and text and text[0] not in _JSON_WS:
+        # one parse, also when it fails: its position leads error_text to Go's text
         try:
             obj, end = _scan_once(text, 0)
-        except (StopIteration, ValueError, RecursionError):
-            pass  # the general path below gives the error
+        except StopIteration as exc:  # the value at the start is not one
+            raise JSONError(error_text(data, json.JSONDecodeError("Expecting value", text, exc.value))) from None
+        except json.JSONDecodeError as exc:
+            raise JSONError(error_text(data, exc)) from None
+        except (ValueError, RecursionError):
+            pass  # NaN and friends, too deep: the general path below
         else:
-            if end == len(text) or not text[end:].strip(_JSON_WS):
+            if end == len(text):
                 return obj
+            rest = text[end:].lstrip(_JSON_WS)
+            if not rest:
+                return obj
+            extra = json.JSONDecodeError("Extra data", text, len(text) - len(rest))
+            raise JSONError(error_text(data, extra)) from None
     try:
         return _py_loads(text)
     except RecursionError:
         raise JSONError("exceeded max depth") from None
-    except ValueError:
-        msg = syntax_error(data)
-        raise JSONError(msg or "invalid JSON") from None
+    except ValueError as exc:
+        raise JSONError(error_text(data, exc)) from None
 
 
 # --------------------------------------------------------------------------- decoding

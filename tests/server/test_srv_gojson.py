@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -188,3 +189,63 @@ def test_negative_zero_in_int_fields() -> None:
         gojson.decode_struct(gojson.loads(b'{"v":-0}'), gojson.CLIENT_DATA)
     with pytest.raises(gojson.JSONError, match="invalid character '1' after array element"):
         gojson.loads(b"[-01]")
+
+
+def _mutated_documents(seed: int, count: int) -> list[bytes]:
+    """Valid JSON documents with one to three random edits (most become invalid)."""
+    import random
+
+    rnd = random.Random(seed)
+
+    def value(depth: int = 0):
+        r = rnd.random()
+        if depth > 4 or r < 0.3:
+            return rnd.choice([1, -2.5, "s", 'é\\"x', True, None, 0, 1e5, "a\nb", ""])
+        if r < 0.65:
+            return [value(depth + 1) for _ in range(rnd.randint(0, 4))]
+        return {rnd.choice(["a", 'b\\"', "ké", ""]) + str(i): value(depth + 1) for i in range(rnd.randint(0, 4))}
+
+    tokens = [b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"1", b".", b"e", b"-", b"tru", b"nul", b"x",
+              b" ", b"\n", b"\x01", b"\xff", b"N", b"0", b"\\u12", b"\\q", b"+"]
+    docs = []
+    for _ in range(count):
+        doc = json.dumps(value(), ensure_ascii=rnd.random() < 0.5,
+                         separators=rnd.choice([(",", ":"), (", ", ": ")])).encode()
+        for _ in range(rnd.randint(1, 3)):
+            k = rnd.randrange(len(doc) + 1)
+            op = rnd.random()
+            doc = doc[:k] + rnd.choice(tokens) + doc[k:] if op < 0.4 else doc[:k] + doc[k + 1:] if op < 0.7 else doc[:k]
+        docs.append(doc)
+    return docs
+
+
+def test_error_text_from_the_decoders_position_matches_the_full_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the shortcut for large inputs, forced on small ones: the same text as scanning it all
+    monkeypatch.setattr(gojson, "FULL_SCAN_LIMIT", 0)
+    checked = 0
+    for doc in _mutated_documents(13, 4000):
+        expected = gojson.syntax_error(doc)
+        if expected is None:
+            continue
+        with pytest.raises(gojson.JSONError) as caught:
+            gojson.loads(doc)
+        if str(caught.value) == "exceeded max depth":
+            continue
+        assert str(caught.value) == expected, doc
+        checked += 1
+    assert checked > 2500
+
+
+@pytest.mark.parametrize("data, message", [
+    (b'{"args":[' + b"1," * 100_000 + b"x]}", "invalid character 'x' looking for beginning of value"),
+    (b'{"args":[' + b'"ab\\"c",' * 20_000 + b"1.]}", "invalid character ']' after decimal point in numeric literal"),
+    (b'{"args":["' + b"a" * 200_000 + b'\\q"]}', "invalid character 'q' in string escape code"),
+    (b'{"args":[' + b'{"a":[1,{"b":null}]},' * 10_000 + b'{"a" 1}]}', "invalid character '1' after object key"),
+    (b'{"args":["' + b"a" * 200_000, "unexpected end of JSON input"),
+    (b'{"args":[' + b"1," * 100_000 + b"1]} x", "invalid character 'x' after top-level value"),
+])
+def test_large_malformed_inputs_get_gos_text(data: bytes, message: str) -> None:
+    assert len(data) > gojson.FULL_SCAN_LIMIT
+    with pytest.raises(gojson.JSONError, match=re.escape(message)):
+        gojson.loads(data)
+    assert gojson.syntax_error(data) == message
