@@ -57,6 +57,9 @@ def _server_parser() -> argparse.ArgumentParser:
     p.add_argument("--web", default=None, metavar="HOST:PORT",
                    help="serve the web UI and the operator endpoints here (off by default; "
                         "':7420' is the loopback interface)")
+    p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                   help="close a connection that sends no whole command for this long after its "
+                        "HELLO (default: never, as the real Faktory; one waiting in FETCH is not idle)")
     p.add_argument("--scan-intervals", default="fast", metavar="SPEC",
                    help="periods of the periodic tasks: 'fast' (default: every task each second), "
                         "'faktory' (the real server's: scheduled/retries 5 s, dead 60 s, "
@@ -136,9 +139,9 @@ async def _serve(opts: argparse.Namespace, host: str, port: int) -> int:
     try:
         server = FaktoryServer(host, port, password=password or None, storage=opts.storage,
                                ssl=ctx, max_connections=opts.max_connections, web=opts.web,
-                               intervals=opts.intervals)
+                               intervals=opts.intervals, idle_timeout=opts.idle_timeout)
         await server.start()
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:
         log.error("cannot start: %s", exc)
         return 1
     scheme = "tcp+tls" if ctx else "tcp"

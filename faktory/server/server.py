@@ -183,7 +183,7 @@ class ServerConnection(asyncio.Protocol):
     __slots__ = ("srv", "store", "transport", "state", "worker", "wid", "queues", "_buf",
                  "_out", "_blocked", "_timer", "_salt", "_iters", "_counted", "_fetch_line",
                  "_fetch_queues", "_close_after_flush", "_paused_reading", "_write_paused",
-                 "_resume_scheduled")
+                 "_resume_scheduled", "_acct", "_active", "_idle_since")
 
     def __init__(self, srv: "FaktoryServer") -> None:
         self.srv = srv
@@ -206,6 +206,9 @@ class ServerConnection(asyncio.Protocol):
         self._paused_reading = False
         self._write_paused = False
         self._resume_scheduled = False
+        self._acct = 0          # bytes of _buf counted in srv.buffered
+        self._active = True     # a command ran since the idle sweep last looked
+        self._idle_since = 0.0
 
     # ------------------------------------------------------------------ transport events
 
@@ -231,6 +234,8 @@ class ServerConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         srv = self.srv
         srv._conns.discard(self)
+        self._buf.clear()
+        self._account()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -277,6 +282,7 @@ class ServerConnection(asyncio.Protocol):
         if not buf and not self._blocked and self.state == _READY and data[-1:] == b"\n" \
                 and data.find(b"\n") == len(data) - 1 and len(data) <= self.srv.max_line:
             # the common case of a client waiting for each reply: exactly one whole line
+            self._active = True
             reply = self._dispatch(data[:-2] if data[-2:-1] == b"\r" else data[:-1])
             if reply is not None:
                 if self.srv._durable or self._out:
@@ -295,18 +301,34 @@ class ServerConnection(asyncio.Protocol):
                 if len(buf) > 1 << 20 and not self._paused_reading:
                     self._paused_reading = True
                     self.transport.pause_reading()  # type: ignore[union-attr]
+                self._account()
                 return
             if data.find(b"\n") < 0:
                 if len(buf) > self.srv.max_line:
                     self._line_too_long()
+                self._account()
                 return
             data = bytes(buf)
             buf.clear()
         self._run(data)
+        self._account()
+
+    def _account(self) -> None:
+        """Keep ``srv.buffered`` (bytes held in every connection's input buffer) current;
+        over ``srv.max_buffered``, the largest buffers are dropped with their connections."""
+        size = len(self._buf)
+        delta = size - self._acct
+        if delta:
+            self._acct = size
+            srv = self.srv
+            srv.buffered += delta
+            if delta > 0 and srv.buffered > srv.max_buffered:
+                srv._shed_buffers()
 
     def _line_too_long(self) -> None:
         log.info("closing a connection: line longer than %d bytes", self.srv.max_line)
         self._buf.clear()
+        self._account()
         self.transport.abort()  # type: ignore[union-attr]
         self.state = _CLOSED
 
@@ -314,8 +336,23 @@ class ServerConnection(asyncio.Protocol):
         pos = 0
         n = len(data)
         out = self._out
-        max_line = self.srv.max_line
+        srv = self.srv
+        max_line = srv.max_line
+        self._active = True
+        started = time.perf_counter()
+        count = 0
         while pos < n:
+            count += 1
+            if not count & 63 and time.perf_counter() - started > srv.slice_seconds:
+                # a long pipeline: answer what is done, let the other connections run, go on
+                # with the rest in a later pass of the loop (no more input read meanwhile)
+                if not self._paused_reading:
+                    self._paused_reading = True
+                    self.transport.pause_reading()  # type: ignore[union-attr]
+                if not self._resume_scheduled:
+                    self._resume_scheduled = True
+                    srv._loop.call_soon(self._resume)
+                break
             nl = data.find(b"\n", pos)
             if nl < 0:
                 break
@@ -357,6 +394,7 @@ class ServerConnection(asyncio.Protocol):
             data = bytes(self._buf)
             self._buf.clear()
             self._run(data)
+            self._account()
 
     def _unblock(self) -> None:
         self._blocked = False
@@ -477,7 +515,7 @@ class ServerConnection(asyncio.Protocol):
         error = self.store.push(job)
         return OK if error is None else _err(error)
 
-    def cmd_pushb(self, line: bytes) -> bytes:
+    def cmd_pushb(self, line: bytes) -> bytes | None:
         if len(line) < 6:
             return INTERNAL
         try:
@@ -494,10 +532,21 @@ class ServerConnection(asyncio.Protocol):
         jobs = [decode(item, errs) for item in obj]
         if errs.first is not None:
             return _err(f"invalid JSON: {errs.first}")
-        store = self.store
-        now = store.clock.now()
+        now = self.store.clock.now()
         ts = gojson.format_time(now)
         result: dict[str, str] = {}
+        if len(jobs) <= _PUSHB_SLICE:
+            self._push_jobs(jobs, now, ts, result)
+            return _pushb_reply(result)
+        # a big batch: pushed a slice per pass of the event loop, so that other connections
+        # are served in between; this connection's later commands wait, as behind a FETCH
+        self._blocked = True
+        self.queues = ()
+        self._push_slices(jobs, 0, now, ts, result)
+        return None
+
+    def _push_jobs(self, jobs: list, now: float, ts: str, result: dict[str, str]) -> None:
+        store = self.store
         for job in jobs:
             if job is None:
                 job = {}
@@ -505,12 +554,21 @@ class ServerConnection(asyncio.Protocol):
                 job["created_at"] = ts
             if job.get("retry") is None:
                 job["retry"] = 25
-            error = store.push(job, now)
+            error = store.push(job, now, ts)
             if error is not None:
                 result[job.get("jid", "")] = error
-        if not result:
-            return b"$2\r\n{}\r\n"
-        return _bulk(gojson.dumps_map(result))
+
+    def _push_slices(self, jobs: list, start: int, now: float, ts: str, result: dict[str, str]) -> None:
+        if self.state == _CLOSED:
+            return  # gone: the jobs pushed so far stay (PUSHB is not atomic on the real server either)
+        end = start + _PUSHB_SLICE
+        self._push_jobs(jobs[start:end], now, ts, result)
+        if end < len(jobs):
+            self.srv._loop.call_soon(self._push_slices, jobs, end, now, ts, result)
+            return
+        self._out.append(_pushb_reply(result))
+        self._unblock()
+        self._flush()
 
     def cmd_fetch(self, line: bytes) -> bytes | None:
         worker = self.worker
@@ -675,6 +733,15 @@ class ServerConnection(asyncio.Protocol):
         return b"-ERR tracking subsystem is only available in Faktory Enterprise\r\n"
 
 
+_PUSHB_SLICE = 2000
+
+
+def _pushb_reply(result: dict[str, str]) -> bytes:
+    if not result:
+        return b"$2\r\n{}\r\n"
+    return _bulk(gojson.dumps_map(result))
+
+
 _ACK_RE = re.compile(rb'\{"jid":"([^"\\\x00-\x1f]*)"\}')
 
 _COMMANDS = {
@@ -750,7 +817,9 @@ class FaktoryServer:
                  fetch_timeout: float = 2.0, handshake_timeout: float = 2.0,
                  web: str | tuple[str, int] | None = None,
                  tick_interval: float | None = None,
-                 intervals: ScanIntervals | None = None) -> None:
+                 intervals: ScanIntervals | None = None,
+                 max_buffered: int = 128 * 1024 * 1024,
+                 idle_timeout: float | None = None) -> None:
         self.host = host
         self.port = port
         self.password = password or None
@@ -764,6 +833,22 @@ class FaktoryServer:
         if tick_interval is None:
             tick_interval = 0.0 if clock is not None and type(clock) is not Clock and intervals is None else 1.0
         self.tick_interval = tick_interval
+        if max_buffered < max_line:
+            raise ValueError(f"max_buffered ({max_buffered}) must be at least max_line ({max_line})")
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(f"idle_timeout must be a positive number of seconds or None, not {idle_timeout!r}")
+        #: bound on the bytes held in all connections' input buffers together (unfinished
+        #: lines, commands waiting behind a FETCH); past it the largest buffers are dropped
+        #: with their connections
+        self.max_buffered = max_buffered
+        self.buffered = 0
+        #: close a connection after HELLO that sent no whole command for this long (seconds;
+        #: None: never, as the real Faktory); one waiting in FETCH is not idle
+        self.idle_timeout = idle_timeout
+        #: a connection's pipelined commands run for at most this long in one pass of the
+        #: event loop before the others get a turn
+        self.slice_seconds = 0.005
+        self._idle_task: asyncio.Task | None = None
         if intervals is None:
             intervals = ScanIntervals.every(tick_interval) if tick_interval > 0 else ScanIntervals()
         #: the periods of the periodic tasks (none run on their own when ``tick_interval`` is
@@ -814,6 +899,8 @@ class FaktoryServer:
             self.web_port = self._web_server.sockets[0].getsockname()[1]
         if self.tick_interval > 0:
             self._ticker = self._loop.create_task(self._tick_forever())
+        if self.idle_timeout is not None:
+            self._idle_task = self._loop.create_task(self._close_idle_forever())
 
     async def stop(self) -> None:
         """Stop listening, close every connection, commit and close the storage."""
@@ -825,13 +912,14 @@ class FaktoryServer:
             self._web_server.close()
             if self._web_app is not None:
                 self._web_app.close_connections()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            try:
-                await self._ticker
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._ticker = None
+        for task in (self._ticker, self._idle_task):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except (asyncio.CancelledError, Exception):
+                    pass
+        self._ticker = self._idle_task = None
         if self._write_scheduled:
             self._commit_and_write()
         for conn in list(self._conns):
@@ -915,6 +1003,48 @@ class FaktoryServer:
         if "workers" in tasks:
             self._reap_workers(now)
         self.persistence.commit()
+
+    async def _close_idle_forever(self) -> None:
+        timeout = self.idle_timeout
+        assert timeout is not None
+        period = min(timeout / 4, 5.0)
+        loop = self._loop
+        while True:
+            await asyncio.sleep(period)
+            self.close_idle(loop.time())
+
+    def close_idle(self, now: float) -> int:
+        """Close every connection past its handshake that ran no whole command for
+        ``idle_timeout`` seconds before ``now`` (the loop's time); one waiting in FETCH is
+        not idle.  Returns how many (called by the server's own sweep)."""
+        timeout = self.idle_timeout
+        if timeout is None:
+            return 0
+        closed = 0
+        for conn in list(self._conns):
+            if conn.state != _READY or conn._blocked or conn._active:
+                conn._active = False
+                conn._idle_since = now
+                continue
+            if now - conn._idle_since >= timeout:
+                log.info("closing a connection idle for %.0f s (idle_timeout)", now - conn._idle_since)
+                if conn.transport is not None:
+                    conn.transport.close()
+                closed += 1
+        return closed
+
+    def _shed_buffers(self) -> None:
+        # over max_buffered: drop the largest input buffers (and their connections) first
+        for conn in sorted(self._conns, key=lambda c: c._acct, reverse=True):
+            if self.buffered <= self.max_buffered or conn._acct == 0:
+                break
+            log.warning("closing a connection holding %d buffered bytes: all connections hold %d, "
+                        "more than max_buffered (%d)", conn._acct, self.buffered, self.max_buffered)
+            conn._buf.clear()
+            conn._account()
+            if conn.transport is not None:
+                conn.transport.abort()
+            conn.state = _CLOSED
 
     def _reap_workers(self, now: float) -> int:
         limit = now - self.intervals.worker_ttl
