@@ -277,12 +277,13 @@ def syntax_error(data: bytes) -> str | None:
 #: Above this size a syntax error's text is found from where Python's C decoder stopped
 #: (see :func:`error_text`) instead of by scanning the whole input in Python.
 FULL_SCAN_LIMIT = 64 * 1024
+_WINDOW = 64 * 1024
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"{}[]")
 _NUMBER_CHARS = frozenset(b"-+0123456789.eE")
 _VALUE_CONTEXT = {0x7B: b'{"k":', 0x5B: b'["",'}   # inside { or [, where a value is expected
 
 
-def error_text(data: bytes, exc: ValueError) -> str:
+def error_text(data: bytes, exc: ValueError, text: str | None = None) -> str:
     """Go's error text for ``data``, which Python's decoder refused with ``exc``.
 
     Small inputs (and errors without a position) are scanned whole by :func:`syntax_error`.
@@ -296,7 +297,8 @@ def error_text(data: bytes, exc: ValueError) -> str:
     msg = getattr(exc, "msg", "")
     if len(data) <= FULL_SCAN_LIMIT or pos is None:
         return syntax_error(data) or "invalid JSON"
-    text = data.decode("utf-8", "surrogateescape")
+    if text is None:  # (the decoder's text when data was valid UTF-8: the same characters)
+        text = data.decode("utf-8", "surrogateescape")
     bp = len(text[:pos].encode("utf-8", "surrogateescape"))
     return _error_from(data, bp, msg) or "invalid JSON"
 
@@ -382,7 +384,12 @@ def _error_from(data: bytes, bp: int, msg: str) -> str | None:
         head = outer + b'{"k":"",'
     else:  # colon: the key again, then what follows it
         head, bp = outer + b"{", len(prefix)
-    return syntax_error(head + data[bp:])
+    # Go's scanner fails within a few bytes of bp, but a long token (a huge string) may lie
+    # in between: a window first, the rest only if the window ran out before the error
+    result = syntax_error(head + data[bp:bp + _WINDOW])
+    if (result is None or result == "unexpected end of JSON input") and bp + _WINDOW < len(data):
+        result = syntax_error(head + data[bp:])
+    return result
 
 
 def _scan_key(data: bytes, pos: int) -> int | str:
@@ -502,23 +509,26 @@ def loads(data: bytes) -> Any:
     """Parse ``data`` like Go would accept it; raise :class:`JSONError` with Go's text."""
     try:
         text = data.decode("utf-8")
+        valid: str | None = text
     except UnicodeDecodeError:
         text = _fix_text(data.decode("utf-8", "surrogateescape"))
+        valid = None
     if b"-0" in data and _MAYBE_NEG_ZERO(data) is not None:
         try:
             return _nz_loads(text)
         except RecursionError:
             raise JSONError("exceeded max depth") from None
         except ValueError as exc:
-            raise JSONError(error_text(data, exc)) from None
+            raise JSONError(error_text(data, exc, valid)) from None
     if _scan_once is not None and text and text[0] not in _JSON_WS:
         # one parse, also when it fails: its position leads error_text to Go's text
         try:
             obj, end = _scan_once(text, 0)
         except StopIteration as exc:  # the value at the start is not one
-            raise JSONError(error_text(data, json.JSONDecodeError("Expecting value", text, exc.value))) from None
+            raise JSONError(error_text(data, json.JSONDecodeError("Expecting value", text, exc.value),
+                                       valid)) from None
         except json.JSONDecodeError as exc:
-            raise JSONError(error_text(data, exc)) from None
+            raise JSONError(error_text(data, exc, valid)) from None
         except (ValueError, RecursionError):
             pass  # NaN and friends, too deep: the general path below
         else:
@@ -528,13 +538,13 @@ def loads(data: bytes) -> Any:
             if not rest:
                 return obj
             extra = json.JSONDecodeError("Extra data", text, len(text) - len(rest))
-            raise JSONError(error_text(data, extra)) from None
+            raise JSONError(error_text(data, extra, valid)) from None
     try:
         return _py_loads(text)
     except RecursionError:
         raise JSONError("exceeded max depth") from None
     except ValueError as exc:
-        raise JSONError(error_text(data, exc)) from None
+        raise JSONError(error_text(data, exc, valid)) from None
 
 
 # --------------------------------------------------------------------------- decoding

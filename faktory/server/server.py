@@ -529,21 +529,42 @@ class ServerConnection(asyncio.Protocol):
                         "into Go value of type []client.Job")
         errs = gojson.errors()
         decode = gojson.decode_job
-        jobs = [decode(item, errs) for item in obj]
-        if errs.first is not None:
-            return _err(f"invalid JSON: {errs.first}")
-        now = self.store.clock.now()
-        ts = gojson.format_time(now)
-        result: dict[str, str] = {}
-        if len(jobs) <= _PUSHB_SLICE:
+        if len(obj) <= _PUSHB_SLICE:
+            jobs = [decode(item, errs) for item in obj]
+            if errs.first is not None:
+                return _err(f"invalid JSON: {errs.first}")
+            now = self.store.clock.now()
+            ts = gojson.format_time(now)
+            result: dict[str, str] = {}
             self._push_jobs(jobs, now, ts, result)
             return _pushb_reply(result)
-        # a big batch: pushed a slice per pass of the event loop, so that other connections
-        # are served in between; this connection's later commands wait, as behind a FETCH
+        # a big batch: decoded (all of it first: a type error anywhere refuses the whole
+        # command) then pushed, a slice per pass of the event loop, so that other
+        # connections are served in between; this client's later commands wait, as behind
+        # a FETCH
         self._blocked = True
         self.queues = ()
-        self._push_slices(jobs, 0, now, ts, result)
+        self._decode_slices(obj, 0, [], errs)
         return None
+
+    def _decode_slices(self, obj: list, start: int, jobs: list, errs: Any) -> None:
+        if self.state == _CLOSED:
+            return
+        end = start + _PUSHB_SLICE
+        decode = gojson.decode_job
+        jobs.extend(decode(item, errs) for item in obj[start:end])
+        if errs.first is not None:
+            self._finish_blocked(_err(f"invalid JSON: {errs.first}"))
+        elif end < len(obj):
+            self.srv._loop.call_soon(self._decode_slices, obj, end, jobs, errs)
+        else:
+            now = self.store.clock.now()
+            self.srv._loop.call_soon(self._push_slices, jobs, 0, now, gojson.format_time(now), {})
+
+    def _finish_blocked(self, reply: bytes) -> None:
+        self._out.append(reply)
+        self._unblock()
+        self._flush()
 
     def _push_jobs(self, jobs: list, now: float, ts: str, result: dict[str, str]) -> None:
         store = self.store
@@ -566,9 +587,7 @@ class ServerConnection(asyncio.Protocol):
         if end < len(jobs):
             self.srv._loop.call_soon(self._push_slices, jobs, end, now, ts, result)
             return
-        self._out.append(_pushb_reply(result))
-        self._unblock()
-        self._flush()
+        self._finish_blocked(_pushb_reply(result))
 
     def cmd_fetch(self, line: bytes) -> bytes | None:
         worker = self.worker

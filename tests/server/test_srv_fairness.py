@@ -153,3 +153,14 @@ def test_a_huge_malformed_line_gets_gos_error_text() -> None:
         raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         data = b'PUSH {"jid":"huge-bad-01","jobtype":"H","args":[' + b'"abcdefgh",' * 900_000 + b"1.]}\r\n"
         assert raw.cmd(data) == b"-ERR invalid JSON: invalid character ']' after decimal point in numeric literal\r\n"
+
+
+def test_a_big_pushb_with_a_type_error_late_pushes_nothing() -> None:
+    jobs = [{"jid": f"late-err-{i:06d}", "jobtype": "F", "args": [], "queue": "late"} for i in range(6_000)]
+    jobs[5_500]["retry"] = "often"
+    with ServerThread() as st, Raw("127.0.0.1", st.port) as raw:
+        raw.hello()
+        reply = raw.cmd(b"PUSHB " + json.dumps(jobs).encode() + b"\r\n")
+        assert reply == (b"-ERR invalid JSON: json: cannot unmarshal string into Go struct field "
+                         b"Job.retry of type int\r\n")
+        assert st.call(lambda: st.server.store.queue_sizes().get("late", 0)) == 0
