@@ -55,10 +55,12 @@ CSRF_FIELD = "csrf"
 
 
 def parse_bind(value: str | tuple[str, int], default_port: int) -> tuple[str, int]:
-    """``"host:port"``, ``":port"``, ``"host"`` or ``(host, port)`` -> ``(host, port)``;
-    a missing host is the loopback interface."""
+    """``"host:port"``, ``":port"``, ``"port"``, ``"host"`` or ``(host, port)`` ->
+    ``(host, port)``; a missing host is the loopback interface."""
     if isinstance(value, tuple):
         return value[0], int(value[1])
+    if value.isdigit():  # a bare port
+        return "127.0.0.1", int(value)
     host, sep, port = value.rpartition(":")
     if not sep:
         return value or "127.0.0.1", default_port

@@ -241,3 +241,27 @@ def test_cli_operator_commands_with_a_password(capsys: pytest.CaptureFixture,
         assert "401" in capsys.readouterr().err
         assert server_cli.main(["quiet", "locked-worker-1", "--web", web, "--password", "op-pass"]) == 0
         assert locked.call(locked.server.workers)[0]["state"] == "quiet"
+
+
+@pytest.mark.parametrize("bind, expected", [
+    (":7420", ("127.0.0.1", 7420)), ("7421", ("127.0.0.1", 7421)), ("0.0.0.0:80", ("0.0.0.0", 80)),
+    ("[::1]:7420", ("::1", 7420)), ("localhost", ("localhost", 7420)), ("", ("127.0.0.1", 7420)),
+])
+def test_web_bind_defaults_to_loopback(bind: str, expected: tuple[str, int]) -> None:
+    from faktory.server.web import parse_bind
+
+    assert parse_bind(bind, 7420) == expected
+
+
+def test_actions_on_a_durable_server_survive_a_restart(tmp_path) -> None:
+    path = str(tmp_path / "ui.db")
+    with ServerThread(web="127.0.0.1:0", storage=path) as durable:
+        durable.call(fail_into, durable.server.store, 3)
+        ui = Http(durable.server.web_port)
+        _, page = ui.get("/retries")
+        keep = key_for(page, "failed-job-000000")
+        assert ui.post("/retries", [("action", "kill"), ("key", keep)])[0] == 303
+        assert ui.post("/retries", {"all": "delete"})[0] == 303
+    with ServerThread(web="127.0.0.1:0", storage=path) as again:
+        assert again.call(lambda: (len(again.server.store.retries), [r.jid for r in again.server.store.dead.members.values()])) \
+            == (0, ["failed-job-000000"])
