@@ -61,6 +61,9 @@ ROUNDS = int(os.environ.get("FAKTORY_BENCH_ROUNDS", "7"))
 QUEUE = "bench"
 MODES = ["memory", "durable"]
 LOADS = ["push", "pushb", "fetch_ack", "push10", "fetch_ack10"]
+#: the loads also measured durable (the two bare-connection loads are the in-memory PUSH
+#: path's regression check: memory only)
+DURABLE_LOADS = ["push", "pushb", "fetch_ack"]
 PUSH_CONNECTIONS = 10
 #: The real Faktory 1.10.0 on this machine (issue "Embedded Faktory server"; push10: issue 13,
 #: official Go client, 10 connections).
@@ -78,7 +81,7 @@ BENCHMARK_GATES = [
         "slow": f"test_{load}[memory]",
         "fast": f"test_{load}[durable]",
         "min_ratio": 0.4,
-    } for load in LOADS),
+    } for load in DURABLE_LOADS),
     # batching pays: 1,000 jobs in one PUSHB cost well under 1,000 single PUSHes
     {"name": "memory PUSHB >= 1.3x single PUSH", "slow": "test_push[memory]",
      "fast": "test_pushb[memory]", "min_ratio": 1.3, "stat": "median"},
@@ -88,7 +91,8 @@ BENCHMARK_GATES = [
     # of FETCH+ACK; 0.66-0.69x before the PUSH fast path); medians swing 0.5-1.2x here, so
     # the gate is on the best round.
     {"name": "memory 10-conn PUSH >= 0.6x 10-conn fetch+ack", "slow": "test_fetch_ack10[memory]",
-     "fast": "test_push10[memory]", "min_ratio": 0.6},
+     "fast": "test_push10[memory]", "min_ratio": 0.6,
+     "note": "jobs/s ratio; 0.66-0.72x before the PUSH fast path, 0.72-1.07x after (noisy machine)"},
 ]
 
 
@@ -375,14 +379,14 @@ def test_pushb(benchmark, loads, mode):
     assert load.queue_sizes() == (JOBS, 0)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ["memory"])
 def test_push10(benchmark, loads, mode):
     load = loads(mode)
     _bench(benchmark, load, "push10", f"single PUSHes, {PUSH_CONNECTIONS} raw connections, one at a time")
     assert load.queue_sizes() == (JOBS, 0)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ["memory"])
 def test_fetch_ack10(benchmark, loads, mode):
     load = loads(mode)
     _bench(benchmark, load, "fetch_ack10", f"FETCH+ACK, {PUSH_CONNECTIONS} raw connections, one at a time")
@@ -406,7 +410,7 @@ def main() -> None:
         for mode in MODES:
             load = Load(mode, directory)
             try:
-                for name in LOADS:
+                for name in (LOADS if mode == "memory" else DURABLE_LOADS):
                     best = float("inf")
                     for _ in range(ROUNDS):
                         work = _preparer(load, name)()
