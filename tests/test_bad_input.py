@@ -208,6 +208,20 @@ CLI_CASES = [
     ("bench url bad port", ("bench", "--url", f"tcp://:{SECRET}@localhost:notaport"), 2, r"invalid port"),
     ("bench phases", ("bench", "--phases", "nope"), 2, r"unknown phase 'nope'"),
     ("unknown command", ("frobnicate",), 2, r"unknown command 'frobnicate'"),
+    ("server bind port out of range", ("server", "--bind", "127.0.0.1:99999"), 2,
+     r"bad --bind '127.0.0.1:99999' .*port 99999 is outside 0..65535"),
+    ("server bind port not a number", ("server", "--bind", "127.0.0.1:x"), 2, r"bad --bind '127.0.0.1:x'"),
+    ("server web port not a number", ("server", "--web", "localhost:x"), 2, r"bad --web 'localhost:x'"),
+    ("server web port out of range", ("server", "--web", "99999"), 2, r"port 99999 is outside 0..65535"),
+    ("server tls files missing", ("server", "--tls-cert", "/nonexistent.pem", "--tls-key", "/nonexistent.key"),
+     2, r"--tls-cert '/nonexistent.pem': no such file"),
+    ("server tls cert not a certificate", ("server", "--tls-cert", "/etc/hostname", "--tls-key", "/etc/hostname"),
+     2, r"cannot use --tls-cert/--tls-key"),
+    ("server tls cert without key", ("server", "--tls-cert", "/etc/hostname"), 2, r"go together"),
+    ("server scan intervals", ("server", "--scan-intervals", "nonsense"), 2, r"--scan-intervals"),
+    ("server storage in no directory", ("server", "--storage", "/proc/nope/x.db"), 1,
+     r"directory '/proc/nope' does not exist"),
+    ("operator quiet without wid", ("server", "quiet"), 2, r"required: wid"),
 ]
 
 

@@ -89,7 +89,10 @@ def _split_bind(bind: str) -> tuple[str, int]:
     host, sep, port = bind.rpartition(":")
     if not sep:
         return bind, 7419
-    return host.strip("[]") or "127.0.0.1", int(port)
+    number = int(port)  # ValueError: not a number
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} is outside 0..65535")
+    return host.strip("[]") or "127.0.0.1", number
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,9 +119,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         host, port = _split_bind(opts.bind)
-    except ValueError:
-        sys.stderr.write(f"faktory server: bad --bind {opts.bind!r} (expected HOST:PORT)\n")
+    except ValueError as exc:
+        sys.stderr.write(f"faktory server: bad --bind {opts.bind!r} (expected HOST:PORT, the port 0..65535: {exc})\n")
         return 2
+    if opts.web is not None:
+        from faktory.server.web import parse_bind
+
+        try:
+            _, web_port = parse_bind(opts.web, 7420)
+            if not 0 <= web_port <= 65535:
+                raise ValueError(f"port {web_port} is outside 0..65535")
+        except ValueError as exc:
+            sys.stderr.write(f"faktory server: bad --web {opts.web!r} (expected HOST:PORT or PORT: {exc})\n")
+            return 2
+    for name in ("tls_cert", "tls_key"):
+        path = getattr(opts, name)
+        if path is not None and not os.path.isfile(path):
+            sys.stderr.write(f"faktory server: --{name.replace('_', '-')} {path!r}: no such file\n")
+            return 2
+    if opts.tls_cert:
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(opts.tls_cert, opts.tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            sys.stderr.write(f"faktory server: cannot use --tls-cert/--tls-key: {exc}\n")
+            return 2
     from faktory.cli import run_loop
 
     try:
