@@ -9,6 +9,7 @@ __all__ = [
     "CommandTimeout",
     "ConnectionProtocolError",
     "NotSentError",
+    "ServerUnreachableError",
     "BulkPushError",
     "ServerError",
     "UnknownWorkerError",
@@ -53,6 +54,12 @@ class ConnectionProtocolError(ProtocolError, FaktoryConnectionError):
 class NotSentError(FaktoryConnectionError):
     """The connection was already closed: the command was never written, so it is
     always safe to send it again on another connection."""
+
+
+class ServerUnreachableError(NotSentError):
+    """No connection to the server could be made within the call's patience
+    (``reconnect_timeout``, or ``first_connect_timeout`` for a server never reached):
+    nothing was written."""
 
 
 class BulkPushError(FaktoryConnectionError):

@@ -43,6 +43,7 @@ from faktory.errors import (
     FaktoryConnectionError,
     NotSentError,
     ServerError,
+    ServerUnreachableError,
 )
 
 __all__ = ["Pool"]
@@ -73,6 +74,8 @@ class _Retry:
         self.not_sent = 0
 
     def again(self, exc: FaktoryConnectionError, address: str) -> None:
+        if isinstance(exc, ServerUnreachableError):  # the call waited all it may
+            raise exc
         if isinstance(exc, NotSentError):  # never written: always safe, a bounded number of times
             self.not_sent += 1
             if self.not_sent > _MAX_NOT_SENT:
@@ -294,7 +297,7 @@ class Pool:
             self._connector.cancel()
             self._connector = None
 
-    def _unreachable(self) -> FaktoryConnectionError:
+    def _unreachable(self) -> ServerUnreachableError:
         attempts = self._connect_attempts
         elapsed = asyncio.get_running_loop().time() - self._connect_started
         reason = self._connect_error
@@ -302,7 +305,7 @@ class Pool:
         prefix = f"cannot connect to Faktory at {self.host}:{self.port}: "
         if detail.startswith(prefix):
             detail = detail[len(prefix):]
-        err = FaktoryConnectionError(
+        err = ServerUnreachableError(
             f"cannot connect to Faktory at {self.address} ({attempts} attempt{'s' if attempts != 1 else ''} "
             + (f"in {elapsed:.1f}s, waited up to reconnect_timeout={self.reconnect_timeout:g}s)" if self._ever_connected
                else f"in {elapsed:.1f}s; never reached: waited up to first_connect_timeout="

@@ -49,6 +49,7 @@ def test_the_tree():
     for cls in (faktory.ProtocolError, faktory.FaktoryConnectionError, faktory.ServerError,
                 faktory.UnknownJobTypeError, faktory.JobCancelledError, faktory.InvalidJobError):
         assert issubclass(cls, faktory.FaktoryError)
+    assert issubclass(faktory.ServerUnreachableError, faktory.NotSentError)
     for cls in (faktory.HandshakeError, faktory.CommandTimeout, faktory.NotSentError,
                 faktory.ConnectionProtocolError, faktory.BulkPushError):
         assert issubclass(cls, faktory.FaktoryConnectionError) and issubclass(cls, ConnectionError)

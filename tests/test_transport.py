@@ -19,7 +19,7 @@ import pytest
 
 from faktory import Client, Job, Worker
 from faktory.connection import TransportStats
-from faktory.errors import BulkPushError, FaktoryConnectionError
+from faktory.errors import BulkPushError, FaktoryConnectionError, ServerUnreachableError
 from faktory.server import ServerThread, free_port
 
 
@@ -299,6 +299,17 @@ async def test_push_bulk_that_fails_for_good_says_what_was_enqueued():
         assert err.unknown == len(err.unknown_jids) and err.unknown in (0, 10)
         assert "9 jobs enqueued" in str(err)
         await client.close()
+
+
+async def test_push_bulk_to_a_server_never_reached_counts_every_job_as_not_enqueued():
+    client = Client(f"tcp://127.0.0.1:{free_port()}", first_connect_timeout=0.2)
+    with pytest.raises(BulkPushError) as failure:
+        await client.push_bulk([Job("Never", n) for n in range(2500)])
+    err = failure.value
+    assert isinstance(err.__cause__, ServerUnreachableError)
+    assert (err.enqueued, err.not_enqueued, err.unknown) == (0, 2500, 0)  # nothing was written
+    assert client._connect_attempts <= 5
+    await client.close()
 
 
 # -- the pipelining itself ------------------------------------------------------------------
