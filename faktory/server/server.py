@@ -75,7 +75,7 @@ class Worker:
     __slots__ = ("wid", "hostname", "pid", "labels", "rss_kb", "version", "started_at",
                  "last_beat", "state", "connections")
 
-    def __init__(self, hello: dict, now: float) -> None:
+    def __init__(self, hello: dict[str, Any], now: float) -> None:
         self.wid: str = hello.get("wid", "")
         self.hostname: str = hello.get("hostname", "")
         self.pid: int = hello.get("pid", 0)
@@ -630,7 +630,7 @@ def _open_storage(storage: Any) -> Persistence:
     if isinstance(storage, Persistence):
         return storage
     try:
-        from faktory.server.sqlite import SqlitePersistence  # type: ignore[import-not-found]
+        from faktory.server.sqlite import SqlitePersistence
     except ImportError as exc:
         raise RuntimeError(
             f"durable storage ({storage!r}) needs faktory.server.sqlite, which is not "
@@ -681,7 +681,7 @@ class FaktoryServer:
         self._workers_reaped = 0
         self._server: asyncio.base_events.Server | None = None
         self._web_server: asyncio.base_events.Server | None = None
-        self._ticker: asyncio.Task | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._closing = False
         self._dirty: list[_Connection] = []
@@ -816,7 +816,7 @@ class FaktoryServer:
 
     # ------------------------------------------------------------------ workers
 
-    def _register_worker(self, hello: dict, conn: _Connection) -> Worker:
+    def _register_worker(self, hello: dict[str, Any], conn: _Connection) -> Worker:
         wid = hello["wid"]
         entry = self._workers.get(wid)
         own = Worker(hello, self.clock.now())
@@ -861,7 +861,8 @@ class FaktoryServer:
     def info(self) -> dict[str, Any]:
         """The INFO reply as a dict."""
         import json
-        return json.loads(self.info_bytes())
+        info: dict[str, Any] = json.loads(self.info_bytes())
+        return info
 
     def info_bytes(self) -> bytes:
         """The INFO reply body, encoded exactly as the real server encodes it."""

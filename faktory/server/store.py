@@ -344,7 +344,7 @@ class Store:
 
     # ------------------------------------------------------------------ push
 
-    def push(self, job: dict, now: float | None = None) -> str | None:
+    def push(self, job: dict[str, Any], now: float | None = None) -> str | None:
         """Push a decoded job (``gojson.decode_struct(..., JOB)``, retry defaulted).
 
         Returns ``None``, or the error text of the real server's ``manager.Push``.
@@ -572,9 +572,11 @@ class Store:
 
     def run_scanners(self, now: float) -> None:
         """One pass of the Scheduled, Retries and Dead scanners (INFO ``tasks`` stats)."""
-        for name, fn in (("Scheduled", lambda: self.enqueue_due(self.scheduled, now)),
-                         ("Retries", lambda: self.enqueue_due(self.retries, now)),
-                         ("Dead", lambda: self.purge_dead(now))):
+        scans: tuple[tuple[str, Callable[[], int]], ...] = (
+            ("Scheduled", lambda: self.enqueue_due(self.scheduled, now)),
+            ("Retries", lambda: self.enqueue_due(self.retries, now)),
+            ("Dead", lambda: self.purge_dead(now)))
+        for name, fn in scans:
             stats = self.scan_stats[name]
             start = time.perf_counter_ns()
             count = fn()
@@ -604,7 +606,7 @@ class Store:
         self.failures = 0
         self.persist.flush()
 
-    def mutate(self, op: dict) -> str | None:
+    def mutate(self, op: dict[str, Any]) -> str | None:
         """MUTATE: ``None`` or the error text."""
         cmd = op.get("cmd") or ""
         target = op.get("target") or ""
@@ -670,7 +672,7 @@ def _truncate(text: str, limit: int) -> str:
     return gojson._fix_text(data[:limit].decode("utf-8", "surrogateescape"))
 
 
-def _matcher(flt: dict | None) -> Callable[[bytes], bool]:
+def _matcher(flt: dict[str, Any] | None) -> Callable[[bytes], bool]:
     # MUTATE filter precedence of the 1.10 server: jids, else regexp (+ jobtype), else jobtype
     if flt is None:
         return lambda payload: True
