@@ -1,11 +1,16 @@
 # The contract of both codecs: faktory._resp (compiled) and faktory._resp_py (pure Python).
 # Both expose exactly these names, with the same behaviour and the same error texts.
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, final
 
 from faktory._const import NEED_DATA as NEED_DATA
 
+__all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb"]
+
 IMPLEMENTATION: str  # "cython" or "python"
 
+# A compiled extension type: it cannot be subclassed (stubtest checks that the stub says so).
+@final
 class Reader:
     """Push parser for RESP2 replies: ``feed(bytes)``, then ``gets()`` until ``NEED_DATA``.
 

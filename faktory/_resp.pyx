@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-# cython: initializedcheck=False, embedsignature=True
+# cython: initializedcheck=False, embedsignature=True, auto_pickle=False
 """Compiled RESP codec: the twin of ``faktory/_resp_py.py`` (same names, same behaviour,
 same error texts, the same errors at the same points for the same chunks).
 

@@ -92,7 +92,7 @@ def _timed_worker_class() -> Any:
     class TimedWorker(Worker):
         """Notes when each job's ACK (or FAIL) was answered."""
 
-        on_reported: Callable[[str], None] = staticmethod(lambda jid: None)  # type: ignore[assignment]
+        on_reported: Callable[[str], None] = staticmethod(lambda jid: None)
 
         def _reported(self, item: Any, reply: Any) -> None:
             super()._reported(item, reply)

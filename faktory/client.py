@@ -7,20 +7,19 @@ server is down, which commands are sent again after a dropped connection) is
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import socket
 import ssl as _ssl
-import traceback
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Iterable
 
-from faktory import protocol
+from faktory import _testmode, commands, protocol
+from faktory.commands import MAX_BACKTRACE, format_backtrace, parse_beat
 from faktory._checks import check_seconds as _check_seconds
 from faktory._checks import check_str as _check_str
 from faktory.bulk import BulkState, Chunk, pack_chunk, record_reply, take_chunk, too_big
-from faktory.errors import ConnectionProtocolError, FaktoryError, NotSentError
+from faktory.errors import FaktoryError, NotSentError
 from faktory.job import Job, check_json, validate_queue
 from faktory.pool import Pool
 from faktory.url import DEFAULT_URL, parse_url, url_from_env
@@ -36,43 +35,8 @@ FETCH_BLOCK = 2.0  # seconds the server blocks a FETCH on empty queues
 #: The longest command line sent (the embedded server's limit, and a sane one for any
 #: server: a job that big belongs in storage, with a reference in the job).
 MAX_COMMAND_BYTES = 16 * 1024 * 1024
-MAX_BACKTRACE = 50  # lines the server keeps
 _FETCH_CACHE_MAX = 256
-_STATES = ("quiet", "terminate")
-_decode = json.JSONDecoder().decode
-
-
-def _loads(reply: bytes | str) -> Any:
-    # json.loads(bytes) sniffs the encoding first; the server always sends UTF-8.
-    return _decode(reply.decode("utf-8") if isinstance(reply, bytes) else reply)
-
-
-def parse_beat(reply: Any) -> str:
-    """The worker state in a BEAT reply: ``"OK"`` (``+OK``), or the ``state`` of the JSON
-    the server sends once a worker is told to quiet or terminate (a bulk string on the
-    real server, a simple string in the spec): ``"quiet"`` or ``"terminate"``.  Anything
-    else is a ``ConnectionProtocolError``."""
-    if reply == "OK":
-        return "OK"
-    try:
-        state = _loads(reply)["state"]
-    except (TypeError, ValueError, KeyError, AttributeError, UnicodeDecodeError):
-        raise ConnectionProtocolError(f"unexpected reply to BEAT: {reply!r}") from None
-    if state in _STATES:
-        return str(state)
-    if not state:
-        return "OK"
-    raise ConnectionProtocolError(f"unexpected worker state in the reply to BEAT: {reply!r}")
-
-
-def format_backtrace(exc: BaseException, limit: int = MAX_BACKTRACE) -> list[str]:
-    """The frames of ``exc``'s traceback, innermost first (as Faktory's web UI, and the
-    Ruby and Go clients, show them), at most ``limit`` lines, each
-    ``File "path", line N, in function``.  No source files are read."""
-    frames = [(tb_frame.f_code.co_filename, lineno, tb_frame.f_code.co_name)
-              for tb_frame, lineno in traceback.walk_tb(exc.__traceback__)]
-    frames.reverse()
-    return [f'File "{filename}", line {lineno}, in {name}' for filename, lineno, name in frames[:limit]]
+_loads = commands.loads
 
 
 class Client(Pool):
@@ -223,11 +187,7 @@ class Client(Pool):
         return Job(jobtype, *args, client=self, **options)
 
     def _payload(self, job: Job | dict[str, Any]) -> dict[str, Any]:
-        if isinstance(job, Job):
-            return job._d
-        if isinstance(job, dict):
-            return Job.from_payload(job)._d
-        raise TypeError(f"a job must be a Job or a dict, not {type(job).__name__}: {job!r}")
+        return commands.job_payload(job)
 
     async def push(self, job: Job | dict[str, Any]) -> str:
         """Enqueue one job (a ``Job`` or a payload dict, validated like a ``Job``); return its jid.
@@ -245,8 +205,11 @@ class Client(Pool):
         limit = self.max_command_bytes
         if limit is not None and len(data) > limit:
             raise ValueError(too_big(payload, len(data), limit))
+        if _testmode.current is not None:  # faktory.testing.fake()/inline(): nothing is sent
+            await _testmode.current.apush((payload,))
+            return str(payload["jid"])
         await self._call(data)
-        return payload["jid"]
+        return str(payload["jid"])
 
     async def push_bulk(self, jobs: Iterable[Job | dict[str, Any]], *, chunk_size: int = 1000,
                         concurrency: int | None = None) -> dict[str | int, tuple[str, dict[str, Any]]]:
@@ -305,6 +268,10 @@ class Client(Pool):
         return state.rejected
 
     async def _push_chunk(self, data: bytes, chunk: Chunk, state: BulkState) -> None:
+        if _testmode.current is not None:  # faktory.testing.fake()/inline(): nothing is sent
+            await _testmode.current.apush([payload for _, payload in chunk])
+            state.enqueued += len(chunk)
+            return
         try:
             reply = await self._call(data, heavy=True)
         except asyncio.CancelledError:
@@ -342,7 +309,8 @@ class Client(Pool):
                                       self._orphaned_fetch)
         if reply is None:
             return None
-        return _loads(reply)
+        job: dict[str, Any] = _loads(reply)
+        return job
 
     async def ack(self, jid: str) -> None:
         """Acknowledge a fetched job (the server answers OK even for unknown jids)."""
@@ -365,24 +333,10 @@ class Client(Pool):
                       message: str | None = None, backtrace: list[str] | None = None,
                       backtrace_limit: int = MAX_BACKTRACE) -> bytes:
         """The packed FAIL command of ``fail()`` (the worker sends it on its hot path)."""
-        if not isinstance(jid, str):
-            raise TypeError(f"jid must be a str, not {type(jid).__name__}: {jid!r}")
-        limit = max(0, min(int(backtrace_limit), MAX_BACKTRACE))
-        if exc is not None:
-            if errtype is None:
-                errtype = type(exc).__name__
-            if message is None:
-                message = str(exc)
-            if backtrace is None:
-                backtrace = format_backtrace(exc, limit)
-        payload: dict[str, Any] = {"jid": jid}
-        if errtype is not None:
-            payload["errtype"] = str(errtype)
-        if message is not None:
-            payload["message"] = str(message)
-        if backtrace is not None:
-            payload["backtrace"] = [str(line) for line in backtrace[:limit]]
-        return self._pack_json("FAIL", payload)
+        payload = commands.fail_payload(jid, exc, errtype=errtype, message=message, backtrace=backtrace,
+                                        backtrace_limit=backtrace_limit)
+        data: bytes = self._pack_json("FAIL", payload)
+        return data
 
     async def beat(self, current_state: str | None = None, rss_kb: int | None = None) -> str:
         """Heartbeat for this client's ``wid``; returns ``"OK"``, ``"quiet"`` or ``"terminate"``.
@@ -390,38 +344,21 @@ class Client(Pool):
         ``current_state`` (``"quiet"``/``"terminate"``) tells the server the worker's own
         state; ``rss_kb`` its memory use.  ``UnknownWorkerError`` when the server forgot
         the worker (reconnect with HELLO)."""
-        if not self.wid:
-            raise ValueError("beat() needs a worker id: create the client with Client(wid=...)")
-        payload: dict[str, Any] = {"wid": self.wid}
-        if current_state:
-            if current_state not in _STATES:
-                raise ValueError(f"current_state must be 'quiet' or 'terminate', got {current_state!r}")
-            payload["current_state"] = current_state
-        if rss_kb is not None:
-            if not isinstance(rss_kb, int) or isinstance(rss_kb, bool) or rss_kb < 0:
-                raise TypeError(f"rss_kb must be an int >= 0, got {rss_kb!r}")
-            payload["rss_kb"] = rss_kb
+        payload = commands.beat_payload(self.wid, current_state, rss_kb)
         return parse_beat(await self._call(self._pack_json("BEAT", payload)))
 
     # -- administration ----------------------------------------------------------------
     async def info(self) -> dict[str, Any]:
         """The server's INFO document (queues, sets, counters, server details)."""
-        return _loads(await self._call(b"INFO\r\n"))
+        info: dict[str, Any] = _loads(await self._call(b"INFO\r\n"))
+        return info
 
     async def flush(self) -> None:
         """Delete every queue, set and counter on the server."""
         await self._call(b"FLUSH\r\n")
 
     def _queue_args(self, queues: tuple[str, ...], wildcard: bool) -> tuple[str, ...]:
-        if not queues:
-            raise ValueError("give at least one queue name" + (' (or "*")' if wildcard else ""))
-        for queue in queues:
-            if queue == "*":
-                if not wildcard:
-                    raise ValueError('QUEUE LATENCY does not support the wildcard "*"')
-            else:
-                validate_queue(queue)
-        return queues
+        return commands.queue_args(queues, wildcard)
 
     async def queue_pause(self, *queues: str) -> None:
         """Pause queues (``"*"`` = every known queue): FETCH skips them."""

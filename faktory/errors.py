@@ -1,6 +1,8 @@
 """The whole exception tree of the library, shared by both codecs, the client and the server."""
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "FaktoryError",
     "ProtocolError",
@@ -76,7 +78,8 @@ class BulkPushError(FaktoryConnectionError):
     * ``unknown_jids``: the jids of those ``unknown`` jobs.
     """
 
-    def __init__(self, message: str, *, rejected: dict, enqueued: int, not_enqueued: int,
+    def __init__(self, message: str, *, rejected: dict[str | int, tuple[str, dict[str, Any]]], enqueued: int,
+                 not_enqueued: int,
                  unknown: int, unknown_jids: list[str]) -> None:
         super().__init__(message)
         self.rejected = rejected
@@ -98,11 +101,12 @@ class ServerError(FaktoryError):
         self.code = code
         self.message = message
 
-    def __reduce__(self):  # keep pickling (multiprocessing) working with two args
+    def __reduce__(self) -> tuple[type[ServerError], tuple[str, str]]:  # keep pickling (multiprocessing) working with two args
         return (type(self), (self.code, self.message))
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and (other.code, other.message) == (self.code, self.message)  # type: ignore[attr-defined]
+        return isinstance(other, ServerError) and type(other) is type(self) and (
+            (other.code, other.message) == (self.code, self.message))
 
     def __hash__(self) -> int:
         return hash((type(self), self.code, self.message))

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from faktory.errors import UnknownJobTypeError
+from faktory.job import job_kwargs
 from faktory.middleware import JobContext
 
 __all__ = ["Executor", "is_async_callable"]
@@ -29,7 +30,8 @@ def is_async_callable(fn: Any) -> bool:
 def _call_sync(fn: Callable[..., Any], ctx: JobContext) -> Any:
     # Runs in a worker thread: the function and, when it returns one, its context
     # provider (a plain function's provider runs where the function ran).
-    result = fn(*ctx.args)
+    kwargs = job_kwargs(ctx.job)  # custom["kwargs"]: keyword arguments of a task
+    result = fn(*ctx.args, **kwargs) if kwargs else fn(*ctx.args)
     if callable(result):
         result = result(ctx)
     return result
@@ -61,7 +63,8 @@ class Executor:
         if fn is None:
             raise UnknownJobTypeError(ctx.jobtype)
         if self._is_async(fn):
-            result = await fn(*ctx.args)
+            kwargs = job_kwargs(ctx.job)  # custom["kwargs"]: keyword arguments of a task
+            result = await (fn(*ctx.args, **kwargs) if kwargs else fn(*ctx.args))
             if callable(result):
                 result = result(ctx)
         else:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 if TYPE_CHECKING:  # pragma: no cover
     from faktory.client import Client
 
-__all__ = ["Job", "generate_jid", "validate_queue", "check_json"]
+__all__ = ["Job", "generate_jid", "validate_queue", "check_json", "KWARGS_KEY", "job_kwargs"]
 
 _QUEUE_RE = re.compile(r"[a-zA-Z0-9._-]+")
 # RFC 3339 (the subset Go's time.RFC3339Nano parses): date, 'T', time, optional 1-9
@@ -77,7 +77,7 @@ def _check_int(value: object, field: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{field} must be an int, not {type(value).__name__}: {value!r}")
         value = int(value)
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _check_jid(jid: object) -> str:
@@ -98,7 +98,7 @@ def _check_jobtype(jobtype: object) -> str:
 
 def _check_args(args: object) -> list[Any]:
     if type(args) is list:
-        return args  # type: ignore[return-value]
+        return args
     if isinstance(args, (list, tuple)):
         return list(args)
     raise TypeError(f"args must be a list or tuple, not {type(args).__name__}: {args!r}")
@@ -106,27 +106,27 @@ def _check_args(args: object) -> list[Any]:
 
 def _check_retry(retry: object) -> int:
     retry = _check_int(retry, "retry")
-    if retry < -1:  # type: ignore[operator]
+    if retry < -1:
         raise ValueError(f"retry must be -1 (straight to dead), 0 (no retry) or more, got {retry!r}")
-    return retry  # type: ignore[return-value]
+    return retry
 
 
 def _check_reserve_for(value: object) -> int | None:
     if value is None:
         return None
     value = _check_int(value, "reserve_for")
-    if not _RESERVE_MIN <= value <= _RESERVE_MAX:  # type: ignore[operator]
+    if not _RESERVE_MIN <= value <= _RESERVE_MAX:
         raise ValueError(f"reserve_for must be between {_RESERVE_MIN} and {_RESERVE_MAX} seconds, got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _check_backtrace(value: object) -> int | None:
     if value is None:
         return None
     value = _check_int(value, "backtrace")
-    if value < 0:  # type: ignore[operator]
+    if value < 0:
         raise ValueError(f"backtrace must be >= 0, got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _check_custom(value: object) -> dict[str, Any] | None:
@@ -182,6 +182,23 @@ def check_json(payload: dict[str, Any], dumps: Any) -> None:
             dumps(value)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{field} is not JSON-serialisable ({exc}): {value!r}") from None
+
+
+#: The key of a job's ``custom`` hash that carries its keyword arguments.  Faktory's
+#: ``args`` is a JSON list, so a task pushed with keyword arguments that cannot travel
+#: positionally (keyword-only parameters, ``**kwargs``) sends them as
+#: ``custom["kwargs"] = {name: value}``; the worker calls ``fn(*args, **kwargs)``.
+KWARGS_KEY = "kwargs"
+
+
+def job_kwargs(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The keyword arguments a job payload carries (``custom["kwargs"]``), or None."""
+    custom = payload.get("custom")
+    if custom:
+        kwargs = custom.get(KWARGS_KEY)
+        if type(kwargs) is dict and kwargs:
+            return kwargs
+    return None
 
 
 _OPTIONAL_CHECKS = (("at", format_at), ("reserve_for", _check_reserve_for),
@@ -316,7 +333,8 @@ class Job:
     @property
     def jid(self) -> str:
         """The job id (at least 8 characters)."""
-        return self._d["jid"]
+        jid: str = self._d["jid"]
+        return jid
 
     @jid.setter
     def jid(self, value: str) -> None:
@@ -325,7 +343,8 @@ class Job:
     @property
     def jobtype(self) -> str:
         """The job type: the name a worker registered its function under."""
-        return self._d["jobtype"]
+        jobtype: str = self._d["jobtype"]
+        return jobtype
 
     @jobtype.setter
     def jobtype(self, value: str) -> None:
@@ -334,7 +353,8 @@ class Job:
     @property
     def args(self) -> list[Any]:
         """Positional arguments of the job (a list)."""
-        return self._d["args"]
+        args: list[Any] = self._d["args"]
+        return args
 
     @args.setter
     def args(self, value: Iterable[Any]) -> None:

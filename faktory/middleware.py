@@ -130,7 +130,8 @@ def check_middleware(mw: Any) -> Middleware:
     """Validate one middleware (a callable of ``(ctx, next)``) and return it."""
     if not callable(mw):
         raise TypeError(f"middleware must be an async callable mw(ctx, next), not {mw!r}")
-    return mw
+    checked: Middleware = mw
+    return checked
 
 
 class _Next:

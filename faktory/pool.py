@@ -36,6 +36,7 @@ import ssl as _ssl
 from types import ModuleType, TracebackType
 from typing import Any, Callable, Coroutine, TypeVar
 
+from faktory import _testmode
 from faktory.connection import Connection, Orphan
 from faktory.errors import (
     CommandTimeout,
@@ -179,8 +180,11 @@ class Pool:
     # -- lifecycle ---------------------------------------------------------------------
     async def connect(self: _P) -> _P:
         """Make sure one connection is open now (so that a wrong address or password
-        shows at once); reopens a closed client."""
+        shows at once); reopens a closed client.  Under ``faktory.testing.fake()`` /
+        ``inline()`` nothing is opened."""
         self._closed = False
+        if _testmode.current is not None:
+            return self
         if not self._shared:
             await self._wait_shared()
         return self

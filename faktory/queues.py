@@ -46,7 +46,7 @@ class _StrictOrder:
 
     def __init__(self, names: Sequence[str], codec: ModuleType) -> None:
         self.names = tuple(names)
-        self.command = codec.pack_fetch(self.names)
+        self.command: bytes = codec.pack_fetch(self.names)
 
     def __call__(self) -> bytes:
         return self.command
@@ -67,7 +67,8 @@ class _WeightedOrder:
         codec.pack_fetch(self.names)  # validates the names once
 
     def __call__(self) -> bytes:
-        return self._pack(_weighted_order(self.names, self._inverse, self._rand))
+        data: bytes = self._pack(_weighted_order(self.names, self._inverse, self._rand))
+        return data
 
     def describe(self) -> str:
         return ", ".join(f"{n}={w:g}" for n, w in self.weights.items()) + " (weighted random order)"
@@ -85,7 +86,8 @@ class _CallableOrder:
         names = list(self.fn())
         for name in names:
             validate_queue(name, f"queues: a queue name from {getattr(self.fn, '__qualname__', self.fn)!s}")
-        return self._pack(names)
+        data: bytes = self._pack(names)
+        return data
 
     def describe(self) -> str:
         return f"chosen by {getattr(self.fn, '__qualname__', self.fn)!s} for each fetch"

@@ -14,11 +14,14 @@ def register_into(registry: dict[str, Callable[..., Any]], name: Any, fn: Any) -
         fn, name = name, getattr(name, "__name__", None)
     if fn is None:
         def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
-            return register_into(registry, name if name is not None else func.__name__, func)
+            registered: Callable[..., Any] = register_into(registry, name if name is not None else func.__name__,
+                                                           func)
+            return registered
         return decorator
     if not isinstance(name, str) or not name:
         raise TypeError(f"jobtype must be a non-empty str, not {name!r}")
     if not callable(fn):
         raise TypeError(f"job function for {name!r} must be callable, not {fn!r}")
-    registry[name] = fn
-    return fn
+    registry[name] = getattr(fn, "__faktory_task_fn__", fn)  # a Task: its function
+    registered: Callable[..., Any] = fn
+    return registered

@@ -35,7 +35,7 @@ import threading
 import time
 import warnings
 from types import ModuleType
-from typing import Any, Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, TypeVar, overload
 
 from faktory import protocol
 from faktory.connection import Connection
@@ -93,6 +93,8 @@ def _json_loads(reply: bytes) -> Any:
 
 FETCH_BLOCK = 2.0  # seconds the server may hold a FETCH on empty queues
 _monotonic = time.monotonic
+_F = TypeVar("_F", bound=Callable[..., Any])
+_M = TypeVar("_M", bound=Middleware)
 
 
 def _resolve(future: "asyncio.Future[Any]") -> None:
@@ -101,7 +103,7 @@ def _resolve(future: "asyncio.Future[Any]") -> None:
 
 
 def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
-    return min(cap, base * (2 ** min(attempt, 16))) * (0.5 + random.random() / 2)
+    return float(min(cap, base * (2 ** min(attempt, 16))) * (0.5 + random.random() / 2))
 
 
 def _pending_of(conn: Connection) -> int:
@@ -138,6 +140,11 @@ class Worker:
     enough for ``concurrency``); ``fetchers`` the number of concurrent FETCH loops
     (default ``min(concurrency, 4)``).  ``url``/``password``/``tls`` go to the clients
     (``None``: ``FAKTORY_URL``/``FAKTORY_PROVIDER``, then ``tcp://localhost:7419``).
+    ``burst=True``: process until the queues are empty, then stop gracefully and return
+    (a FETCH that comes back empty while no job is running ends the run: about 2 s, the
+    server's FETCH wait, after the last job); for scripts, cron and tests.
+    Keyword arguments of a job (``custom["kwargs"]``, see ``faktory.task``) are passed to
+    its function as keywords.
 
     Usage::
 
@@ -176,6 +183,7 @@ class Worker:
         command_timeout: float = 10.0,
         codec: ModuleType | str | None = None,
         rng: random.Random | None = None,
+        burst: bool = False,
     ) -> None:
         for field, value in (("concurrency", concurrency), ("pool_size", pool_size), ("fetchers", fetchers)):
             if value is not None and (type(value) is not int or value < 1):
@@ -207,6 +215,8 @@ class Worker:
         self.pool_size = pool_size if pool_size is not None else min(concurrency, 10)
         self._codec = protocol.codec if codec is None else protocol.deprecated_codec_argument(codec, "Worker")
         self._queue_spec = queues
+        #: Burst mode: stop (gracefully) once the queues are empty and no job is running.
+        self.burst = bool(burst)
         self._next_fetch = _queue_order(queues, self._codec, rng)
 
         #: Counters since start: jobs ACKed, jobs FAILed (including unknown jobtypes
@@ -256,6 +266,13 @@ class Worker:
 
     # -- registration ------------------------------------------------------------------
 
+    @overload
+    def register(self, name: _F, fn: None = None) -> _F: ...
+    @overload
+    def register(self, name: str | None = None, fn: None = None) -> Callable[[_F], _F]: ...
+    @overload
+    def register(self, name: str, fn: _F) -> _F: ...
+
     def register(self, name: str | Callable[..., Any] | None = None,
                  fn: Callable[..., Any] | None = None) -> Any:
         """Register ``fn`` for jobtype ``name``; returns ``fn``.
@@ -265,7 +282,7 @@ class Worker:
         """
         return _register_into(self.registry, name, fn)
 
-    def use(self, middleware: Middleware) -> Middleware:
+    def use(self, middleware: _M) -> _M:
         """Append a middleware ``async def mw(ctx, next)``; returns it (decorator-friendly).
 
         Middleware added after ``work()`` started is used by the next run only.
@@ -702,6 +719,9 @@ class Worker:
             self._fetch_limit[conn] = 1  # empty queues: one FETCH at a time here
         self._release_slot()
         if reply is None:
+            if self.burst and not self._running and self._state == RUNNING:
+                log.info("worker %s: queues empty (burst mode): stopping", self.wid)
+                self.stop()
             return  # nothing within the server's 2 s: the pump sends another
         if isinstance(reply, UnknownWorkerError):
             self._forgotten()

@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="heartbeat interval (default 15)")
     parser.add_argument("--fetchers", type=int, default=None, metavar="N",
                         help="concurrent FETCH loops (default min(concurrency, 4))")
+    parser.add_argument("--burst", action="store_true",
+                        help="process jobs until the queues are empty, then exit (0); "
+                             "about 2 s after the last job (the server's FETCH wait)")
     parser.add_argument("--supervisor-fd", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -203,15 +206,16 @@ def _run_worker(args: argparse.Namespace, queues: Any) -> int:
     worker = app.default.create_worker(
         wid=args.wid, concurrency=args.concurrency, timeout=args.timeout, queues=queues,
         labels=args.label, url=args.url, password=args.password,
-        beat_interval=args.beat_interval, fetchers=args.fetchers)
+        beat_interval=args.beat_interval, fetchers=args.fetchers, burst=args.burst)
     loop_name = loop_choice(args.loop)
     jobtypes = ", ".join(sorted(worker.registry)) or "(none: every job will FAIL)"
     log.info("faktory worker %s starting: wid %s, pid %d, host %s", __version__, worker.wid,
              os.getpid(), worker.hostname)
-    log.info("server %s; concurrency %d, timeout %g s, queues %s%s", _redact(args.url),
+    log.info("server %s; concurrency %d, timeout %g s, queues %s%s%s", _redact(args.url),
              worker.concurrency, worker.timeout,
              worker._next_fetch.describe(),  # type: ignore[attr-defined]
-             f", labels {', '.join(worker.labels)}" if worker.labels else "")
+             f", labels {', '.join(worker.labels)}" if worker.labels else "",
+             "; burst: exits when the queues are empty" if worker.burst else "")
     log.info("jobtypes: %s; middleware: %d; loop %s, codec %s", jobtypes, len(worker.middleware),
              loop_name, protocol.IMPLEMENTATION)
 
@@ -299,6 +303,8 @@ def _child_argv(args: argparse.Namespace, index: int, fd: int) -> list[str]:
         argv += ["--wid", f"{args.wid}-{index}"]
     if args.fetchers:
         argv += ["--fetchers", str(args.fetchers)]
+    if args.burst:
+        argv.append("--burst")
     argv += ["--supervisor-fd", str(fd)]
     return argv
 
@@ -367,7 +373,7 @@ class _Supervisor:
         now = time.monotonic()
         recent = [t for t in self._starts.get(index, []) if now - t < 60]
         self._starts[index] = recent
-        return min(30.0, 0.5 * 2 ** max(0, len(recent) - 1))
+        return float(min(30.0, 0.5 * 2 ** max(0, len(recent) - 1)))
 
     def run(self) -> int:
         sigs = [signal.SIGTERM, signal.SIGINT] + ([signal.SIGTSTP] if hasattr(signal, "SIGTSTP") else [])

@@ -88,3 +88,72 @@ async def test_worker_quick_start_processes_jobs_and_stops_on_sigterm(faktory_ur
         info = await client.info()
         assert info["faktory"]["queues"].get("critical", 0) == 0
         assert info["faktory"]["queues"].get("default", 0) == 0
+
+
+# -- the synchronous-app path: tasks, a view pushing with push_sync, a worker, the tests ------
+
+def _write_named_blocks(directory: Path) -> dict[str, Path]:
+    """The README blocks whose first line names a file (``# myapp/tasks.py``), written there."""
+    written = {}
+    for block in _blocks("python"):
+        match = re.match(r"#\s*([\w/]+\.py)\b", block)
+        if match:
+            path = directory / match.group(1)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(block)
+            written[match.group(1)] = path
+    (directory / "myapp" / "__init__.py").touch()
+    return written
+
+
+def _sync_view_then_burst_worker(app_dir: Path, env: dict[str, str]) -> None:
+    view = subprocess.run(
+        [sys.executable, "-c", "from myapp.views import signup; print(signup('ada@example.com'))"],
+        cwd=app_dir, env=env, capture_output=True, text=True, timeout=60)
+    assert view.returncode == 0, view.stderr
+    assert view.stdout.startswith("queued ")
+    # the README's worker command, with --burst so that it returns when the queue is empty
+    command = re.search(r"`(faktory worker -r myapp\.tasks -q mail)`", README)
+    assert command, "the README shows the worker command for the view's task"
+    argv = [sys.executable, "-m", *command.group(1).split(), "--burst"]
+    worker = subprocess.run(argv, cwd=app_dir, env=env, capture_output=True, text=True, timeout=120)
+    assert worker.returncode == 0, worker.stderr
+    assert "welcome mail to ada@example.com (Ada)" in worker.stdout
+
+
+def test_readme_sync_view_pushes_a_task_and_a_worker_runs_it(faktory_url, tmp_path):
+    written = _write_named_blocks(tmp_path)
+    assert {"myapp/tasks.py", "myapp/views.py", "test_signup.py"} <= set(written)
+    env = _env(faktory_url)
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    _sync_view_then_burst_worker(tmp_path, env)
+
+
+def test_readme_testing_example_passes_under_the_plugin(tmp_path):
+    _write_named_blocks(tmp_path)
+    env = _env("tcp://127.0.0.1:1")  # fake mode: nothing may reach a server
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_signup.py"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout_s(300)
+def test_readme_path_from_pip_install(faktory_url, tmp_path):
+    # pip install of this checkout (pure-Python build, to keep it quick) into a directory of
+    # its own; then the README's view and worker run from that install, not from the checkout.
+    site = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                           str(ROOT)], env=dict(os.environ, FAKTORY_NO_EXTENSIONS="1"),
+                          capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr
+    app_dir = tmp_path / "app"
+    _write_named_blocks(app_dir)
+    env = dict(os.environ, FAKTORY_URL=faktory_url, PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(app_dir), str(site)]))
+    where = subprocess.run([sys.executable, "-c", "import faktory; print(faktory.__file__)"],
+                           cwd=app_dir, env=env, capture_output=True, text=True, timeout=60)
+    assert where.stdout.startswith(str(site)), where
+    _sync_view_then_burst_worker(app_dir, env)

@@ -614,7 +614,7 @@ def _field_for(schema: Schema, key: str) -> str | None:
 
 
 def decode_struct(value: Any, schema: Schema, errors: _Errors | None = None, *,
-                  struct: str = "", path: str = "") -> dict | None:
+                  struct: str = "", path: str = "") -> dict[str, Any] | None:
     """Decode a parsed JSON value into ``schema`` the Go way.
 
     Returns a dict of the fields present (JSON names as keys, normalised values), or
@@ -1038,7 +1038,7 @@ _JOB_INT = frozenset(("retry", "reserve_for", "backtrace"))
 _INT64 = 1 << 63
 
 
-def fast_job(value: Any) -> dict | None:
+def fast_job(value: Any) -> dict[str, Any] | None:
     """``decode_struct(value, JOB)`` for the common payload (exact field names, strings
     where strings go, plain integers, an ``args`` list, a ``custom`` object), or ``None``
     when ``value`` is anything else: then :func:`decode_job` gives the result."""
@@ -1069,7 +1069,7 @@ def fast_job(value: Any) -> dict | None:
     return value
 
 
-def decode_job(value: Any, errors: _Errors) -> dict | None:
+def decode_job(value: Any, errors: _Errors) -> dict[str, Any] | None:
     """``decode_struct(value, JOB, errors)`` with :func:`fast_job`'s fast path for the
     common payload.  Anything else takes the general path (same result)."""
     job = fast_job(value)
@@ -1083,7 +1083,7 @@ def errors() -> _Errors:
     return _Errors()
 
 
-def marshal_failure(f: dict) -> dict:
+def marshal_failure(f: dict[str, Any]) -> dict[str, Any]:
     """The ``failure`` object in the field order of the server's struct (omitempty applied)."""
     out: dict[str, Any] = {"failed_at": f.get("failed_at", "")}
     for key in ("next_at", "message", "errtype"):
@@ -1096,7 +1096,7 @@ def marshal_failure(f: dict) -> dict:
     return out
 
 
-def job_object(job: dict) -> dict:
+def job_object(job: dict[str, Any]) -> dict[str, Any]:
     """A decoded job (``decode_struct(..., JOB)`` plus defaults) in the order Go writes it.
 
     Order and omitempty rules of the 1.10 ``client.Job`` struct as observed on the wire:
@@ -1125,13 +1125,13 @@ _OMITEMPTY_MIDDLE = ("created_at", "enqueued_at", "at")
 _OMITEMPTY_END = ("reserve_for", "backtrace")
 
 
-def marshal_job(job: dict) -> bytes:
+def marshal_job(job: dict[str, Any]) -> bytes:
     """Encode a decoded job exactly as the real server stores and sends it."""
     return encode(job_object(job))
 
 
-def reparse_job(payload: bytes) -> dict:
+def reparse_job(payload: bytes) -> dict[str, Any]:
     """Decode a payload this server produced (trusted: no Go error emulation needed)."""
-    job = json.loads(payload, parse_float=GoFloat)
+    job: dict[str, Any] = json.loads(payload, parse_float=GoFloat)
     return job
 

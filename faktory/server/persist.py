@@ -64,7 +64,7 @@ Calls and ordering
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 __all__ = [
     "QUEUE",
@@ -135,7 +135,7 @@ class Snapshot:
     paused: Iterable[str] = ()
     processed: int = 0
     failures: int = 0
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Persistence:

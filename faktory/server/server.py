@@ -149,7 +149,7 @@ class WorkerRecord:
     __slots__ = ("wid", "hostname", "pid", "labels", "rss_kb", "version", "started_at",
                  "last_beat", "state", "connections")
 
-    def __init__(self, hello: dict, now: float) -> None:
+    def __init__(self, hello: dict[str, Any], now: float) -> None:
         self.wid: str = hello.get("wid", "")
         self.hostname: str = hello.get("hostname", "")
         self.pid: int = hello.get("pid", 0)
@@ -291,7 +291,7 @@ class ServerConnection(asyncio.Protocol):
                 else:
                     self.transport.write(reply)  # type: ignore[union-attr]
                     if self._close_after_flush:
-                        self.transport.close()  # type: ignore[union-attr]
+                        self.transport.close()
             elif self._close_after_flush:
                 self.close()
             return
@@ -547,7 +547,7 @@ class ServerConnection(asyncio.Protocol):
         self._decode_slices(obj, 0, [], errs)
         return None
 
-    def _decode_slices(self, obj: list, start: int, jobs: list, errs: Any) -> None:
+    def _decode_slices(self, obj: list[Any], start: int, jobs: list[Any], errs: Any) -> None:
         if self.state == _CLOSED:
             return
         end = start + _PUSHB_SLICE
@@ -566,7 +566,7 @@ class ServerConnection(asyncio.Protocol):
         self._unblock()
         self._flush()
 
-    def _push_jobs(self, jobs: list, now: float, ts: str, result: dict[str, str]) -> None:
+    def _push_jobs(self, jobs: list[Any], now: float, ts: str, result: dict[str, str]) -> None:
         store = self.store
         for job in jobs:
             if job is None:
@@ -579,7 +579,7 @@ class ServerConnection(asyncio.Protocol):
             if error is not None:
                 result[job.get("jid", "")] = error
 
-    def _push_slices(self, jobs: list, start: int, now: float, ts: str, result: dict[str, str]) -> None:
+    def _push_slices(self, jobs: list[Any], start: int, now: float, ts: str, result: dict[str, str]) -> None:
         if self.state == _CLOSED:
             return  # gone: the jobs pushed so far stay (PUSHB is not atomic on the real server either)
         end = start + _PUSHB_SLICE
@@ -807,7 +807,7 @@ def _open_storage(storage: Any) -> Persistence:
     if isinstance(storage, Persistence):
         return storage
     try:
-        from faktory.server.sqlite import SqlitePersistence  # type: ignore[import-not-found]
+        from faktory.server.sqlite import SqlitePersistence
     except ImportError as exc:
         raise RuntimeError(
             f"durable storage ({storage!r}) needs faktory.server.sqlite, which is not "
@@ -867,7 +867,7 @@ class FaktoryServer:
         #: a connection's pipelined commands run for at most this long in one pass of the
         #: event loop before the others get a turn
         self.slice_seconds = 0.005
-        self._idle_task: asyncio.Task | None = None
+        self._idle_task: asyncio.Task[None] | None = None
         if intervals is None:
             intervals = ScanIntervals.every(tick_interval) if tick_interval > 0 else ScanIntervals()
         #: the periods of the periodic tasks (none run on their own when ``tick_interval`` is
@@ -886,7 +886,7 @@ class FaktoryServer:
         self._server: asyncio.base_events.Server | None = None
         self._web_server: asyncio.base_events.Server | None = None
         self._web_app: Any = None
-        self._ticker: asyncio.Task | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._closing = False
         self._dirty: list[ServerConnection] = []
@@ -1084,7 +1084,7 @@ class FaktoryServer:
 
     # ------------------------------------------------------------------ workers
 
-    def _register_worker(self, hello: dict, conn: ServerConnection) -> WorkerRecord:
+    def _register_worker(self, hello: dict[str, Any], conn: ServerConnection) -> WorkerRecord:
         wid = hello["wid"]
         entry = self._workers.get(wid)
         own = WorkerRecord(hello, self.clock.now())
@@ -1129,7 +1129,8 @@ class FaktoryServer:
     def info(self) -> dict[str, Any]:
         """The INFO reply as a dict."""
         import json
-        return json.loads(self.info_bytes())
+        info: dict[str, Any] = json.loads(self.info_bytes())
+        return info
 
     def info_bytes(self) -> bytes:
         """The INFO reply body, encoded exactly as the real server encodes it."""

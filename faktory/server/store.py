@@ -344,7 +344,7 @@ class Store:
 
     # ------------------------------------------------------------------ push
 
-    def push(self, job: dict, now: float | None = None, ts: str | None = None) -> str | None:
+    def push(self, job: dict[str, Any], now: float | None = None, ts: str | None = None) -> str | None:
         """Push a decoded job (``gojson.decode_struct(..., JOB)``, retry defaulted).
 
         ``now`` and its ``gojson.format_time`` text ``ts`` may be given by a caller pushing
@@ -582,9 +582,11 @@ class Store:
         """One pass of the Scheduled, Retries and Dead scanners, or of those named in
         ``which`` (INFO ``tasks`` stats)."""
         wanted = set(which)
-        for name, fn in (("Scheduled", lambda: self.enqueue_due(self.scheduled, now)),
-                         ("Retries", lambda: self.enqueue_due(self.retries, now)),
-                         ("Dead", lambda: self.purge_dead(now))):
+        scans: tuple[tuple[str, Callable[[], int]], ...] = (
+            ("Scheduled", lambda: self.enqueue_due(self.scheduled, now)),
+            ("Retries", lambda: self.enqueue_due(self.retries, now)),
+            ("Dead", lambda: self.purge_dead(now)))
+        for name, fn in scans:
             if name.lower() not in wanted:
                 continue
             stats = self.scan_stats[name]
@@ -616,7 +618,7 @@ class Store:
         self.failures = 0
         self.persist.flush()
 
-    def mutate(self, op: dict) -> str | None:
+    def mutate(self, op: dict[str, Any]) -> str | None:
         """MUTATE: ``None`` or the error text."""
         cmd = op.get("cmd") or ""
         target = op.get("target") or ""
@@ -726,7 +728,7 @@ def _truncate(text: str, limit: int) -> str:
     return gojson._fix_text(data[:limit].decode("utf-8", "surrogateescape"))
 
 
-def _matcher(flt: dict | None) -> Callable[[bytes], bool]:
+def _matcher(flt: dict[str, Any] | None) -> Callable[[bytes], bool]:
     # MUTATE filter precedence of the 1.10 server: jids, else regexp (+ jobtype), else jobtype
     if flt is None:
         return lambda payload: True

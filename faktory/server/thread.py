@@ -111,7 +111,7 @@ class ServerThread:
         loop = self.loop
         if inspect.iscoroutinefunction(fn):
             return asyncio.run_coroutine_threadsafe(fn(*args), loop).result(timeout)
-        fut: concurrent.futures.Future = concurrent.futures.Future()
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def run() -> None:
             try:

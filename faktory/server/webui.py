@@ -481,8 +481,9 @@ class Pages:
     # ------------------------------------------------------------------ retries / scheduled / dead
 
     def _set(self, name: str) -> SortedSet:
-        return {"retries": self.store.retries, "scheduled": self.store.scheduled,
-                "dead": self.store.dead}[name]
+        sets: dict[str, SortedSet] = {"retries": self.store.retries, "scheduled": self.store.scheduled,
+                                      "dead": self.store.dead}
+        return sets[name]
 
     @staticmethod
     def _filtered(sset: SortedSet, needle: str) -> list[JobRecord]:
