@@ -44,7 +44,8 @@ except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
 
 from baseline_transport import BaselineWorker, LeasePerCommandClient, OneCommandPerWrite
 import loads
-from pairs import PAIRS, compare
+from pairs import PAIRS_FIXED_BOUNDS as PAIRS
+from pairs import compare
 from faktory.client import Client
 from faktory.server import ServerProcess
 from faktory.worker import Worker
@@ -136,7 +137,7 @@ ROUNDS: dict[str, Callable[[str, bool], Awaitable[dict[str, float]]]] = {
 def compare_load(url: str, load: str) -> dict[str, Any]:
     """The new transport against the baseline on one load, in round pairs."""
     round_fn = ROUNDS[load]
-    return loads.figures_of(compare(lambda: round_fn(url, False), lambda: round_fn(url, True)),
+    return loads.figures_of(compare(lambda: round_fn(url, False), lambda: round_fn(url, True), PAIRS),
                             "new", "baseline")
 
 

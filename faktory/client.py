@@ -196,7 +196,7 @@ class Client(Pool):
         ``ValueError`` before anything is sent.  A PUSH written when the connection
         dropped is sent again, so a rare duplicate is possible (see the module docstring).
         """
-        payload = self._payload(job)
+        payload = job._d if type(job) is Job else self._payload(job)
         try:
             data = self._pack_push(payload)
         except (TypeError, ValueError, OverflowError):

@@ -405,12 +405,12 @@ class Connection(asyncio.Protocol):
             if self._timer is None or deadline < self._timer_at:
                 self._arm(deadline)
         self._out.append(data)
-        self._schedule_flush()
+        if self._flush_handle is None:  # the first command of this iteration's batch
+            self._schedule_flush()
 
     def _schedule_flush(self) -> None:
         # The batch leaves at the end of this loop iteration, with whatever else joins it.
-        if self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self.flush)
+        self._flush_handle = self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Write the queued commands now, in one ``transport.write``.  A write that fails

@@ -34,12 +34,13 @@ def failed_gates(output: str) -> dict[str, str]:
 
 
 def test_with_the_compiled_codec_disabled_the_codec_gates_fail_naming_the_skip():
-    proc = run_benchmarks("benchmarks/bench_codec.py", "-k", "parse_fetch", FAKTORY_NO_EXTENSIONS="1")
+    proc = run_benchmarks("benchmarks/bench_codec.py", "-k", "codec_ratio and FETCH", FAKTORY_NO_EXTENSIONS="1")
     assert proc.returncode == 1, proc.stdout[-3000:]
     failed = failed_gates(proc.stdout)
     gate = next(name for name in failed if name.startswith("parse FETCH: compiled"))
     assert "not measured, bound >=" in failed[gate]
-    assert re.search(r"test_parse_fetch\[cython\] (skipped|failed|.*no benchmark)", failed[gate]), failed[gate]
+    assert re.search(r"test_codec_ratio\[parse FETCH compiled/pure\] skipped \(cython codec not available\)",
+                     failed[gate]), failed[gate]
 
 
 def test_with_pipelining_turned_off_the_write_gates_fail_with_the_figure_and_bound():
