@@ -33,10 +33,13 @@ from faktory.server import ServerProcess
 SEED = 20261201
 
 BENCHMARK_GATES = [
-    {"name": "fuzzed server: a good client's worst INFO during any case <= 500 ms",
-     "figure": "worst good-client INFO ms", "by": "test_fuzz_server", "max": 500.0,
-     "note": "measured at the 20,000-job PUSHB or the 10 MB line; an unsliced server stalled "
-             "other clients for seconds (issue 10)"},
+    {"name": "fuzzed server: a good client's worst INFO during any case <= 150 ms",
+     "figure": "worst good-client INFO ms", "by": "test_fuzz_server", "max": 150.0,
+     "note": "3 runs: 66.9 / 68.4 / 72.8 ms, always the 10 MB line (before the server sliced its "
+             "work: 3,079 ms, at 10,000 pipelined INFO); wall-clock, so the bound keeps 2x room"},
+    {"name": "fuzzed server: a 10 MB malformed line delays another client's INFO < 100 ms",
+     "figure": "10 MB malformed PUSH ms", "by": "test_fuzz_server", "max": 100.0,
+     "note": "issue 10's target; 3 runs: 66.9 / 68.4 / 72.8 ms"},
 ]
 
 _FIGURES: dict[str, Any] = {}
@@ -198,4 +201,5 @@ def test_fuzz_server(benchmark, record_figure, server: ServerProcess) -> None:
     _FIGURES["cases"] = results
     worst_case = max(results, key=lambda name: results[name][0])
     record_figure("worst good-client INFO ms", results[worst_case][0])
+    record_figure("10 MB malformed PUSH ms", results["10 MB malformed PUSH"][0])
     benchmark.extra_info.update({"cases": results, "worst case": worst_case})

@@ -88,19 +88,24 @@ BENCHMARK_GATES = [
     # The issue asks durable mode for half the real Faktory's rate; the in-memory server runs
     # at 2-9x the real one here.  Each bound sits below the lowest of 5 runs and above 0.75x
     # the median, so a durable path 25% slower fails (spreads: benchmarks/README.md).
-    {"name": "durable PUSH (20 tasks) >= BOUND_PUSH x in-memory", "figure": "durable push vs memory",
-     "by": "test_paired[durable push vs memory]", "min": 0.0},
-    {"name": "durable PUSHB >= BOUND_PUSHB x in-memory", "figure": "durable pushb vs memory",
-     "by": "test_paired[durable pushb vs memory]", "min": 0.0},
-    {"name": "durable FETCH+ACK (20 loops) >= BOUND_FA x in-memory", "figure": "durable fetch_ack vs memory",
-     "by": "test_paired[durable fetch_ack vs memory]", "min": 0.0},
+    {"name": "durable PUSH (20 tasks) >= 0.6x in-memory", "figure": "durable push vs memory",
+     "by": "test_paired[durable push vs memory]", "min": 0.6,
+     "note": "medians of 5 runs 0.65 / 0.79 / 0.93 (0.75x median = 0.59)"},
+    {"name": "durable PUSHB >= 0.58x in-memory", "figure": "durable pushb vs memory",
+     "by": "test_paired[durable pushb vs memory]", "min": 0.58,
+     "note": "0.68 / 0.74 / 0.89 (0.75x median = 0.56)"},
+    {"name": "durable FETCH+ACK (20 loops) >= 0.44x in-memory", "figure": "durable fetch_ack vs memory",
+     "by": "test_paired[durable fetch_ack vs memory]", "min": 0.44,
+     "note": "0.54 / 0.56 / 0.66 (0.75x median = 0.42)"},
     # batching pays: 1,000 jobs in one PUSHB cost well under 1,000 single PUSHes
-    {"name": "memory PUSHB >= BOUND_BATCH x single PUSH (jobs/s)", "figure": "memory PUSHB vs single PUSH",
-     "by": "test_paired[memory PUSHB vs single PUSH]", "min": 0.0},
+    {"name": "memory PUSHB >= 1.8x single PUSH (jobs/s)", "figure": "memory PUSHB vs single PUSH",
+     "by": "test_paired[memory PUSHB vs single PUSH]", "min": 1.8,
+     "note": "1.89 / 2.35 / 2.67 (0.75x median = 1.76)"},
     # Single PUSHes from 10 bare connections (issue 13) against the same server's own
     # fetch+ack over 10 bare connections: a regression of the PUSH path shows as this falling.
-    {"name": "memory 10-conn PUSH >= BOUND_P10 x 10-conn fetch+ack", "figure": "memory 10-conn PUSH vs 10-conn fetch+ack",
-     "by": "test_paired[memory 10-conn PUSH vs 10-conn fetch+ack]", "min": 0.0},
+    {"name": "memory 10-conn PUSH >= 0.7x 10-conn fetch+ack", "figure": "memory 10-conn PUSH vs 10-conn fetch+ack",
+     "by": "test_paired[memory 10-conn PUSH vs 10-conn fetch+ack]", "min": 0.7,
+     "note": "0.77 / 1.11 / 1.24: too wide for a 25% bound on this machine; catches a 37% drop"},
 ]
 
 

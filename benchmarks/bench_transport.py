@@ -52,24 +52,25 @@ from faktory.worker import Worker
 
 
 BENCHMARK_GATES = [
-    {"name": "worker: socket writes per job <= 0.5", "figure": "worker memory writes/job",
-     "by": "test_transport[worker-memory]", "max": 0.5,
-     "note": "the issue's bound; measured 0.25-0.29 (baseline 2.0)"},
-    {"name": "10 producers' push: socket writes per job <= 0.3", "figure": "push memory writes/job",
-     "by": "test_transport[push-memory]", "max": 0.3,
-     "note": "the issue's bound; measured 0.19-0.21 (baseline 1.0)"},
+    # Socket writes per job are the kernel's count, not a time: gated directly, 25% above the
+    # figure measured (5 runs: worker 0.262 / 0.266 / 0.269, push 0.195 / 0.198 / 0.198), under
+    # the issue's bounds (0.5 and 0.3; the baseline writes 2.0 and 1.0).
+    {"name": "worker: socket writes per job <= 0.33", "figure": "worker memory writes/job",
+     "by": "test_transport[worker-memory]", "max": 0.33},
+    {"name": "10 producers' push: socket writes per job <= 0.24", "figure": "push memory writes/job",
+     "by": "test_transport[push-memory]", "max": 0.24},
+    # The issue's bounds; 5 runs: worker 0.31 / 0.36 / 0.39, push 0.42 / 0.44 / 0.47 (the push
+    # bound catches a 14% regression; the worker's a 39% one: its writes gate catches more).
     {"name": "worker: client CPU per job <= 0.5x the baseline's", "figure": "worker memory CPU ratio",
-     "by": "test_transport[worker-memory]", "max": 0.5,
-     "note": "the issue's bound"},
+     "by": "test_transport[worker-memory]", "max": 0.5},
     {"name": "10 producers' push: client CPU per job <= 0.5x the baseline's",
-     "figure": "push memory CPU ratio", "by": "test_transport[push-memory]", "max": 0.5,
-     "note": "the issue's bound"},
-    {"name": "durable server, worker: jobs/s >= the baseline's", "figure": "worker durable speed ratio",
-     "by": "test_transport[worker-durable]", "min": 1.0,
-     "note": "not slower than one command per write where commands wait on storage"},
+     "figure": "push memory CPU ratio", "by": "test_transport[push-memory]", "max": 0.5},
+    # Not slower than one command per write where commands wait on storage (the issue's); 5
+    # runs: worker 1.81 / 2.03 / 2.87, push 1.03 / 1.35 / 1.61.
+    {"name": "durable server, worker: jobs/s >= 1.4x the baseline's", "figure": "worker durable speed ratio",
+     "by": "test_transport[worker-durable]", "min": 1.4},
     {"name": "durable server, 10 producers' push: jobs/s >= the baseline's",
-     "figure": "push durable speed ratio", "by": "test_transport[push-durable]", "min": 1.0,
-     "note": "not slower than one command per write where commands wait on storage"},
+     "figure": "push durable speed ratio", "by": "test_transport[push-durable]", "min": 1.0},
 ]
 
 _FIGURES: dict[str, dict[str, float]] = {}
