@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover - what the names are, for type checkers an
     from faktory.client import Client
     from faktory.connection import Connection
     from faktory.errors import (
+        BatchError,
         BulkPushError,
         CommandTimeout,
         ConnectionProtocolError,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover - what the names are, for type checkers an
         InvalidPasswordError,
         JobCancelledError,
         JobNotFoundError,
+        MissingExtraError,
         NotSentError,
         NotUniqueError,
         ProtocolError,
@@ -51,7 +53,7 @@ _LAZY: dict[str, str] = {
                      "use", "work"), "faktory.app"),
     "Client": "faktory.client",
     "Connection": "faktory.connection",
-    **dict.fromkeys(("BulkPushError", "CommandTimeout", "ConnectionProtocolError", "FaktoryConnectionError",
+    **dict.fromkeys(("BatchError", "MissingExtraError", "BulkPushError", "CommandTimeout", "ConnectionProtocolError", "FaktoryConnectionError",
                      "FaktoryError", "HandshakeError", "InvalidJobError", "InvalidPasswordError",
                      "JobCancelledError", "JobNotFoundError", "NotSentError", "NotUniqueError",
                      "ProtocolError", "ServerError", "ServerStartError", "ServerUnreachableError", "StorageError",
@@ -83,6 +85,7 @@ __all__ = [
     "Job",
     "Mutation",
     "SyncClient",
+    "BatchError",
     "BulkPushError",
     "CommandTimeout",
     "ConnectionProtocolError",
@@ -93,6 +96,7 @@ __all__ = [
     "InvalidPasswordError",
     "JobCancelledError",
     "JobNotFoundError",
+    "MissingExtraError",
     "NotSentError",
     "NotUniqueError",
     "ProtocolError",

@@ -12,7 +12,7 @@ import os
 import socket
 import ssl as _ssl
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from faktory import _testmode, commands, protocol
 from faktory.commands import MAX_BACKTRACE, format_backtrace, parse_beat
@@ -27,7 +27,8 @@ from faktory.url import DEFAULT_URL, parse_url, url_from_env
 if TYPE_CHECKING:  # pragma: no cover
     from faktory.mutation import Mutation
 
-__all__ = ["Client", "parse_url", "parse_beat", "format_backtrace", "DEFAULT_URL"]  # parse_url, DEFAULT_URL: from faktory.url
+__all__ = ["Client", "parse_url", "parse_beat", "format_backtrace", "DEFAULT_URL",  # parse_url, DEFAULT_URL: from faktory.url
+           "DEFAULT_BEFORE_PUSH", "BeforePush"]
 
 log = logging.getLogger("faktory.client")
 
@@ -37,6 +38,15 @@ FETCH_BLOCK = 2.0  # seconds the server blocks a FETCH on empty queues
 MAX_COMMAND_BYTES = 16 * 1024 * 1024
 _FETCH_CACHE_MAX = 256
 _loads = commands.loads
+
+#: A producer hook: ``hook(payload)`` gets each job's payload dict just before it is
+#: encoded by ``push``/``push_bulk`` and may change it (e.g. add keys to ``custom``:
+#: assign a new dict rather than changing the caller's ``custom`` in place).  An
+#: exception it raises propagates to the caller and the job is not sent.
+BeforePush = Callable[[dict[str, Any]], Any]
+#: Hooks every new ``Client`` starts with (``Client(before_push=None)``): integrations
+#: such as ``faktory.contrib.tracing.instrument()`` append theirs here.
+DEFAULT_BEFORE_PUSH: list[BeforePush] = []
 
 
 class Client(Pool):
@@ -55,6 +65,8 @@ class Client(Pool):
     connection attempt (TCP, TLS, HI and HELLO); ``reconnect_timeout`` is the longest
     any one call waits for a connection while the server is down (the waiting calls
     share one series of attempts, with capped backoff).
+    ``before_push`` is a list of producer hooks (see ``BeforePush``) applied to every
+    job payload that ``push``/``push_bulk`` send; default: a copy of ``DEFAULT_BEFORE_PUSH``.
 
     How commands use the pool: see ``faktory.pool.Pool``.  In short, commands the server
     answers at once are pipelined on shared connections (those issued in one event-loop
@@ -72,7 +84,8 @@ class Client(Pool):
                  hostname: str | None = None, pid: int | None = None,
                  codec: ModuleType | None = None, reconnect_timeout: float = 30.0,
                  pipeline_depth: int = 8, first_connect_timeout: float = 3.0,
-                 max_command_bytes: int | None = MAX_COMMAND_BYTES, _codec: ModuleType | None = None) -> None:
+                 max_command_bytes: int | None = MAX_COMMAND_BYTES, _codec: ModuleType | None = None,
+                 before_push: Iterable[BeforePush] | None = None) -> None:
         if url is None:
             url = url_from_env()
         url_host, url_port, url_password, url_tls = parse_url(url)
@@ -127,6 +140,7 @@ class Client(Pool):
         self._pack_push = self.codec.pack_push
         self._pack_json = self.codec.pack_json
         self._fetch_cache: dict[tuple[str, ...], bytes] = {}
+        self.before_push: list[BeforePush] = list(DEFAULT_BEFORE_PUSH if before_push is None else before_push)
 
     # -- identity ----------------------------------------------------------------------
     @property
@@ -197,6 +211,8 @@ class Client(Pool):
         dropped is sent again, so a rare duplicate is possible (see the module docstring).
         """
         payload = job._d if type(job) is Job else self._payload(job)
+        for hook in self.before_push:
+            hook(payload)
         try:
             data = self._pack_push(payload)
         except (TypeError, ValueError, OverflowError):
@@ -247,6 +263,9 @@ class Client(Pool):
         try:
             while state.error is None:
                 chunk, exhausted = take_chunk(it, chunk_size, state, self._payload)
+                for hook in self.before_push:
+                    for _, payload in chunk:
+                        hook(payload)
                 for part, data in pack_chunk(chunk, state, self.codec, self.max_command_bytes):
                     while len(in_flight) >= concurrency:
                         _, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)

@@ -23,6 +23,8 @@ __all__ = [
     "InvalidJobError",
     "StorageError",
     "ServerStartError",
+    "MissingExtraError",
+    "BatchError",
     "ERROR_CODES",
     "server_error",
 ]
@@ -162,6 +164,28 @@ class ServerStartError(FaktoryError, RuntimeError):
         super().__init__(f"{message}\n{output}" if output else message)
         self.returncode = returncode
         self.output = output
+
+
+class MissingExtraError(FaktoryError, ImportError):
+    """An optional integration was used without the package it needs.
+
+    The message names the extra that installs it: ``pip install 'faktory-turbo[metrics]'``.
+    ``extra`` is that extra's name; ``name`` (as for ``ImportError``) the missing module.
+    """
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        super().__init__(f"{feature} needs the optional package {module!r}, which is not installed: "
+                         f"pip install 'faktory-turbo[{extra}]'", name=module)
+        self.feature = feature
+        self.extra = extra
+
+    def __reduce__(self):  # type: ignore[override]
+        return (type(self), (self.feature, self.extra, self.name))
+
+
+class BatchError(FaktoryError):
+    """A Faktory Enterprise batch was used out of order (pushing into a batch that is
+    not created yet or already committed, committing twice)."""
 
 
 #: Error classes chosen by the code word of the error line.
