@@ -321,6 +321,17 @@ class Worker:
             self._fetch_waiters.append(waiter)
             await waiter
 
+    @property
+    def client(self) -> Any:
+        """The client for ACK/FAIL/BEAT while working (``None`` before ``work()``): jobs may
+        use it too (push more jobs, Enterprise tracking)."""
+        return self._client
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop ``work()`` runs on (``None`` before it started)."""
+        return self._loop
+
     def _set_state(self, state: str) -> None:
         self._state = state
         rank = _ORDER[state]
