@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Any, Sequence
 
+from faktory import logsetup
 from faktory.url import mask_url, parse_url, url_from_env
 
 __all__ = ["main", "build_parser", "parse_queues", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE",
@@ -108,7 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-l", "--label", action="append", default=[], metavar="LABEL",
                         help="label shown by the server for this worker; repeatable")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="debug logging (one line per job)")
+                        help="debug logging (one line per job): --log-level debug")
+    logsetup.add_arguments(parser)
+    parser.add_argument("--metrics", type=int, default=None, metavar="PORT",
+                        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics (needs the "
+                             "'metrics' extra); with --processes N, worker i serves on PORT+i")
+    parser.add_argument("--metrics-bind", default="127.0.0.1", metavar="ADDR",
+                        help="address of the --metrics endpoint (default %(default)s)")
+    parser.add_argument("--django", action="store_true",
+                        help="set Django up (DJANGO_SETTINGS_MODULE or --settings) and run its "
+                             "django.tasks tasks (faktory.contrib.django; needs the 'django' extra)")
+    parser.add_argument("--settings", default=None, metavar="MODULE",
+                        help="Django settings module for --django (default: $DJANGO_SETTINGS_MODULE)")
     parser.add_argument("--processes", type=int, default=1, metavar="N",
                         help="run N worker processes under a supervisor (default 1)")
     parser.add_argument("--url", default=None,
@@ -133,14 +145,8 @@ def _redact(url: str | None) -> str:
     return mask_url(url) if url else "(from the environment)"
 
 
-def _setup_logging(verbose: bool) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(
-            level=level, stream=sys.stderr,
-            format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("faktory").setLevel(level)
+def _setup_logging(args: argparse.Namespace) -> None:
+    logsetup.configure("debug" if args.verbose else args.log_level, args.log_format)
 
 
 def _require(modules: Sequence[str]) -> None:
@@ -163,6 +169,18 @@ def _require(modules: Sequence[str]) -> None:
             raise _UsageError(f"-r {name}: import failed: {type(exc).__name__}: {exc}") from exc
 
 
+def _setup_django(settings: str | None) -> None:
+    from faktory.errors import MissingExtraError
+
+    try:
+        from faktory.contrib.django import setup
+        setup(settings)
+    except MissingExtraError as exc:
+        raise _UsageError(f"--django: {exc}") from exc
+    except Exception as exc:
+        raise _UsageError(f"--django: Django setup failed: {type(exc).__name__}: {exc}") from exc
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``faktory worker`` with ``argv`` (without the subcommand); return the exit code."""
     parser = build_parser()
@@ -170,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
-    _setup_logging(args.verbose)
+    _setup_logging(args)
     try:
         queues = parse_queues(args.queue)
         if args.concurrency < 1:
@@ -183,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("--fetchers must be >= 1")
         if not args.beat_interval > 0:
             raise ValueError("--beat-interval must be > 0")
+        if args.metrics is not None and not 0 <= args.metrics <= 65535:
+            raise ValueError(f"--metrics must be a port number (0-65535), got {args.metrics}")
         parse_url(args.url if args.url is not None else url_from_env())  # a bad URL is a usage error
     except (ValueError, TypeError) as exc:
         parser.print_usage(sys.stderr)
@@ -191,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.processes > 1:
         return _supervise(args)
     try:
+        if args.django:
+            _setup_django(args.settings)
         _require(args.require)
     except _UsageError as exc:
         log.error("%s", exc)
@@ -203,10 +225,24 @@ def _run_worker(args: argparse.Namespace, queues: Any) -> int:
     from faktory.cli import loop_choice, run_loop
     from faktory.errors import FaktoryConnectionError, ServerError
 
+    options: dict[str, Any] = {"queues": queues}
+    if args.django:
+        from faktory.contrib.django import worker_options
+        options = worker_options(app.default.registry, queues if args.queue else None)
     worker = app.default.create_worker(
-        wid=args.wid, concurrency=args.concurrency, timeout=args.timeout, queues=queues,
+        wid=args.wid, concurrency=args.concurrency, timeout=args.timeout,
         labels=args.label, url=args.url, password=args.password,
-        beat_interval=args.beat_interval, fetchers=args.fetchers, burst=args.burst)
+        beat_interval=args.beat_interval, fetchers=args.fetchers, burst=args.burst, **options)
+    export = None
+    if args.metrics is not None:
+        from faktory.errors import MissingExtraError
+        from faktory.contrib.metrics import install
+        try:
+            export = install(worker, args.metrics, args.metrics_bind)
+        except (MissingExtraError, OSError) as exc:
+            log.error("--metrics: %s", exc)
+            return EXIT_USAGE
+        log.info("metrics on %s", export.server.url)
     loop_name = loop_choice(args.loop)
     jobtypes = ", ".join(sorted(worker.registry)) or "(none: every job will FAIL)"
     log.info("faktory worker %s starting: wid %s, pid %d, host %s", __version__, worker.wid,
@@ -222,7 +258,13 @@ def _run_worker(args: argparse.Namespace, queues: Any) -> int:
     async def run() -> None:
         if args.supervisor_fd is not None:
             _watch_supervisor(worker, args.supervisor_fd)
-        await worker.work()
+        poller = asyncio.ensure_future(export.poll()) if export is not None else None
+        try:
+            await worker.work()
+        finally:
+            if poller is not None:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
 
     try:
         run_loop(run, loop=loop_name)
@@ -237,6 +279,9 @@ def _run_worker(args: argparse.Namespace, queues: Any) -> int:
     except Exception:
         log.exception("worker failed")
         return EXIT_ERROR
+    finally:
+        if export is not None:
+            export.close()
     if worker.killed:
         code = EXIT_KILLED
     elif worker.abandoned:
@@ -293,6 +338,14 @@ def _child_argv(args: argparse.Namespace, index: int, fd: int) -> list[str]:
         argv += ["-l", label]
     if args.verbose:
         argv.append("-v")
+    argv += ["--log-level", args.log_level, "--log-format", args.log_format]
+    if args.metrics is not None:
+        argv += ["--metrics", str(args.metrics + index if args.metrics else 0),
+                 "--metrics-bind", args.metrics_bind]
+    if args.django:
+        argv.append("--django")
+    if args.settings:
+        argv += ["--settings", args.settings]
     if args.url:
         argv += ["--url", args.url]
     if args.password:
