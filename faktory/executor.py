@@ -4,6 +4,7 @@ function may return (``return lambda ctx: ...``), called where the function ran.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 from concurrent.futures import ThreadPoolExecutor
@@ -70,7 +71,10 @@ class Executor:
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=self.name)
-            result = await asyncio.get_running_loop().run_in_executor(self._pool, _call_sync, fn, ctx)
+            # in the job's context (what middleware set, e.g. the current trace span),
+            # as asyncio.to_thread does
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._pool, contextvars.copy_context().run, _call_sync, fn, ctx)
         if result is not None and inspect.isawaitable(result):
             result = await result
         return result
