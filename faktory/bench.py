@@ -26,6 +26,8 @@ import time
 import uuid
 from typing import Any, Callable, Sequence, TextIO
 
+from faktory import logsetup
+
 __all__ = ["main", "run_bench"]
 
 PHASES = ("push", "bulk", "work", "latency")
@@ -273,12 +275,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="event loop (default uvloop when installed)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
+    logsetup.add_arguments(parser)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    logsetup.configure(args.log_level, args.log_format)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     bad = [p for p in phases if p not in PHASES]
     if bad or not phases:

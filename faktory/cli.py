@@ -46,14 +46,22 @@ def run_loop(main: Callable[[], Coroutine[Any, Any, Any]], loop: str | None = No
 
 
 def _usage() -> str:
-    lines = ["usage: faktory {server,worker,bench} [options]", ""]
+    lines = ["usage: faktory [--version] {server,worker,bench} [options]", ""]
     lines += [f"  {name:8s} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
-    lines += ["", "Run 'faktory COMMAND --help' for a command's options."]
+    lines += ["", "Run 'faktory COMMAND --help' for a command's options. Every command takes",
+              "--log-level debug|info|warning|error and --log-format text|json."]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-V", "--version"):
+        from faktory import __version__
+        from faktory.protocol import IMPLEMENTATION
+
+        sys.stdout.write(f"faktory-turbo {__version__} (codec {IMPLEMENTATION}, Python "
+                         f"{sys.version.split()[0]})\n")
+        return 0
     if not args or args[0] in ("-h", "--help"):
         sys.stdout.write(_usage() + "\n")
         return 0 if args else 2

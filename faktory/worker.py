@@ -858,9 +858,9 @@ class Worker:
             self.failed += 1
             if not isinstance(error, Exception):
                 log.warning("job %s (%s) ended with %r", ctx.jid, ctx.jobtype, error)
-            elif not self._log_jobs:
-                log.info("job %s (%s) failed: %s: %s", ctx.jid, ctx.jobtype,
-                         type(error).__name__, error)
+            else:  # once per execution (not per FAIL attempt), with the traceback
+                log.warning("job %s (%s) failed: %s: %s", ctx.jid, ctx.jobtype,
+                            type(error).__name__, error, exc_info=error)
         self._report_nowait(ctx, error)
 
     def _report_nowait(self, ctx: JobContext, error: BaseException | None) -> None:

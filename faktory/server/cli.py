@@ -31,6 +31,8 @@ import urllib.parse
 import urllib.request
 from typing import Sequence
 
+from faktory import logsetup
+
 __all__ = ["main"]
 
 log = logging.getLogger("faktory.server")
@@ -67,8 +69,7 @@ def _server_parser() -> argparse.ArgumentParser:
                         "scheduled, retries, dead, reservations, workers, worker_ttl")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default=None,
                    help="event loop (default: uvloop when installed; $FAKTORY_LOOP)")
-    p.add_argument("--log-level", default="info",
-                   choices=("debug", "info", "warning", "error"), help="default %(default)s")
+    logsetup.add_arguments(p)
     return p
 
 
@@ -82,6 +83,7 @@ def _operator_parser(command: str) -> argparse.ArgumentParser:
                    help="the server's web endpoint (default %(default)s; $FAKTORY_WEB_URL)")
     p.add_argument("--password", default=None,
                    help="the server's password, when it has one (default: $FAKTORY_PASSWORD)")
+    logsetup.add_arguments(p)
     return p
 
 
@@ -99,10 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``faktory server``; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in OPERATOR_COMMANDS:
-        return _operator(args[0], _operator_parser(args[0]).parse_args(args[1:]))
+        operator_opts = _operator_parser(args[0]).parse_args(args[1:])
+        logsetup.configure(operator_opts.log_level, operator_opts.log_format)
+        return _operator(args[0], operator_opts)
     opts = _server_parser().parse_args(args)
-    logging.basicConfig(level=getattr(logging, opts.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logsetup.configure(opts.log_level, opts.log_format)
     if opts.storage is not None and importlib.util.find_spec("faktory.server.sqlite") is None:
         sys.stderr.write("faktory server: --storage needs durable storage (faktory/server/sqlite.py), "
                          "which this installation does not have; run without --storage for an "
