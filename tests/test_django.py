@@ -248,3 +248,20 @@ def test_faktory_worker_django_flag_runs_a_task(shop, faktory_url, django_db):
     assert "Django" in output and "task modules: django_project.shop.tasks" in output
     assert "queues critical, default.high, emails.high, default, emails (strict order)" in output
     assert runs(django_db) == [("email", "cli@example.com:from the cli")]
+
+
+def test_enqueue_gives_up_after_timeout_and_says_not_enqueued(shop):
+    import socket
+    from faktory.errors import CommandTimeout
+    with socket.socket() as listener:  # accepts TCP connections, never says HI
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        with tasks_on(url, TIMEOUT=0.3):
+            with pytest.raises(CommandTimeout, match=r"send_email .*within 0.3 s .*not enqueued"):
+                shop.send_email.enqueue("x@example.com")
+
+            async def attempt():
+                with pytest.raises(CommandTimeout, match="not enqueued"):
+                    await shop.send_email.aenqueue("y@example.com")
+            asyncio.run(attempt())

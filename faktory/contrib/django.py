@@ -53,7 +53,7 @@ import os
 import sys
 import threading
 import traceback
-from concurrent.futures import Future
+from concurrent.futures import Future, TimeoutError as FutureTimeout
 from datetime import datetime, timezone as dt_timezone
 from typing import Any, Callable, Mapping
 
@@ -260,12 +260,21 @@ class FaktoryBackend(_BaseTaskBackend):
         object.__setattr__(result, "id", payload["jid"])
         return result, payload
 
+    def _timed_out(self, payload: dict[str, Any]) -> Exception:
+        from faktory.errors import CommandTimeout
+        return CommandTimeout(f"enqueue of {payload['jobtype']} (jid {payload['jid']}): no answer from "
+                              f"Faktory within {self.timeout:g} s (OPTIONS['TIMEOUT']); not enqueued")
+
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
         """Push the task to Faktory (waits up to ``TIMEOUT`` seconds); a ``TaskResult``
         with ``id`` = the jid."""
         result, payload = self._prepare(task, args, kwargs)
         future = _Producer.get().push(self._client_key(), self._make_client, payload)
-        future.result(self.timeout)
+        try:
+            future.result(self.timeout)
+        except FutureTimeout:
+            future.cancel()  # never enqueued later behind the caller's back
+            raise self._timed_out(payload) from None
         object.__setattr__(result, "enqueued_at", timezone.now())
         _signals.task_enqueued.send(type(self), task_result=result)
         return result
@@ -274,7 +283,10 @@ class FaktoryBackend(_BaseTaskBackend):
         """``enqueue`` without blocking the caller's event loop."""
         result, payload = self._prepare(task, args, kwargs)
         future = _Producer.get().push(self._client_key(), self._make_client, payload)
-        await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+        try:  # a timeout cancels the push (wrap_future passes the cancellation on)
+            await asyncio.wait_for(asyncio.wrap_future(future), self.timeout)
+        except asyncio.TimeoutError:
+            raise self._timed_out(payload) from None
         object.__setattr__(result, "enqueued_at", timezone.now())
         await _signals.task_enqueued.asend(type(self), task_result=result)
         return result

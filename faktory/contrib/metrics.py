@@ -326,9 +326,14 @@ class WorkerExport:
         """Poll queue sizes and latencies every ``interval`` seconds until cancelled."""
         from faktory.client import Client
 
-        async with Client(self.worker.url, password=self.worker.password, tls=self.worker.tls,
-                          pool_size=1) as client:
+        # not connected up front: each poll connects when needed, so a server that is
+        # down now is polled again at the next interval
+        client = Client(self.worker.url, password=self.worker.password, tls=self.worker.tls,
+                        pool_size=1, reconnect_timeout=min(self.interval, 30.0))
+        try:
             await QueueStats(client, self.middleware, interval=self.interval).run()
+        finally:
+            await client.close()
 
     def close(self) -> None:
         self.server.close()
