@@ -334,7 +334,7 @@ class Batch:
         return await self.client.push(self._with_bid(job, self._open_bid()))
 
     async def push_bulk(self, jobs: Iterable[Job | dict[str, Any]],
-                        **options: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+                        **options: Any) -> dict[str | int, tuple[str, dict[str, Any]]]:
         """``client.push_bulk`` of ``jobs``, each with the batch's bid."""
         bid = self._open_bid()
         return await self.client.push_bulk((self._with_bid(job, bid) for job in jobs), **options)
