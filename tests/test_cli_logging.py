@@ -114,7 +114,7 @@ def test_server_logs_json_lines():
 async def test_failed_job_logged_once_at_warning_with_traceback_and_a_debug_line_per_job(faktory_url, caplog):
     caplog.set_level(logging.DEBUG, logger="faktory")
     done = asyncio.Event()
-    worker = Worker(url=faktory_url, queues=["logs"], concurrency=2)
+    worker = Worker(url=faktory_url, queues=["logs"], concurrency=1)
     seen = 0
 
     def finished():
@@ -166,7 +166,7 @@ def test_worker_cli_json_log_has_the_failure_with_its_traceback(faktory_url, tmp
     jid = asyncio.run(push())
     proc = subprocess.Popen(
         [sys.executable, "-m", "faktory", "worker", "-r", str(tmp_path / "jobs.py"), "--url", faktory_url,
-         "--log-format", "json", "--log-level", "warning", "--loop", "asyncio"],
+         "--log-format", "json", "--log-level", "warning", "--loop", "asyncio", "-c", "1"],
         stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
     killer = threading.Timer(60, proc.kill)
     killer.start()

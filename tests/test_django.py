@@ -226,7 +226,7 @@ def test_faktory_worker_django_flag_runs_a_task(shop, faktory_url, django_db):
     env.pop("DJANGO_SETTINGS_MODULE", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "faktory", "worker", "--django", "--settings", "django_project.settings",
-         "--log-level", "debug", "--url", faktory_url, "--loop", "asyncio"],
+         "--log-level", "debug", "--url", faktory_url, "--loop", "asyncio", "-c", "1"],
         stderr=subprocess.PIPE, text=True, env=env)
     lines = []
     try:

@@ -43,7 +43,7 @@ def test_without_any_extra_the_package_imports_and_runs_a_job():
 
         async def main(url):
             hook = type("Hook", (metrics.MetricsHook,), {"job": lambda self, m: seen.append(m.outcome)})()
-            worker = Worker(url=url, queues=["q"], middleware=[metrics.Metrics(hook)])
+            worker = Worker(url=url, queues=["q"], concurrency=1, middleware=[metrics.Metrics(hook)])
             done = asyncio.Event()
             worker.register("ping", lambda: done.set())
             async with Client(url) as client:

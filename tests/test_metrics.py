@@ -70,7 +70,7 @@ class Broken(MetricsHook):
 
 
 async def run_jobs(url: str, jobs: list[Job], *hooks) -> Worker:
-    worker = Worker(url=url, concurrency=10, queues=["media", "default"])
+    worker = Worker(url=url, concurrency=2, queues=["media", "default"])
     worker.use(Metrics(*hooks))
 
     @worker.register("resize")
@@ -167,7 +167,7 @@ def test_faktory_worker_metrics_flag_serves_the_counts(faktory_url, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
         [sys.executable, "-m", "faktory", "worker", "-r", str(tmp_path / "jobs.py"), "--url", faktory_url,
-         "--metrics", "0", "--log-level", "debug", "--loop", "asyncio"],
+         "--metrics", "0", "--log-level", "debug", "--loop", "asyncio", "-c", "2"],
         stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     lines: list[str] = []
     url = None

@@ -42,7 +42,7 @@ async def test_one_trace_from_push_to_ack(faktory_url, spans):
     tracer = provider.get_tracer("app")
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
-    worker = Worker(url=faktory_url, queues=["traced"], middleware=[tracing.TracingMiddleware(provider)])
+    worker = Worker(url=faktory_url, queues=["traced"], concurrency=1, middleware=[tracing.TracingMiddleware(provider)])
 
     @worker.register("resize")
     def resize(n):  # a plain function: runs in a worker thread, inside the job's span
@@ -81,7 +81,7 @@ async def test_one_trace_from_push_to_ack(faktory_url, spans):
 async def test_failed_job_span_records_the_exception(faktory_url, spans):
     provider, exporter = spans
     done = asyncio.Event()
-    worker = Worker(url=faktory_url, queues=["traced"], middleware=[tracing.TracingMiddleware(provider)])
+    worker = Worker(url=faktory_url, queues=["traced"], concurrency=1, middleware=[tracing.TracingMiddleware(provider)])
 
     @worker.register("boom")
     async def boom():
@@ -103,7 +103,7 @@ async def test_failed_job_span_records_the_exception(faktory_url, spans):
 async def test_a_job_without_context_starts_its_own_trace(faktory_url, spans):
     provider, exporter = spans
     done = asyncio.Event()
-    worker = Worker(url=faktory_url, queues=["traced"], middleware=[tracing.TracingMiddleware(provider)])
+    worker = Worker(url=faktory_url, queues=["traced"], concurrency=1, middleware=[tracing.TracingMiddleware(provider)])
     worker.register("plain", lambda: done.set())
     async with Client(faktory_url) as client:  # no producer hook
         await client.push(Job("plain", queue="traced"))
