@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import dataclasses
 import importlib
 import importlib.util
 import logging
@@ -99,7 +100,29 @@ log = logging.getLogger("faktory.django")
 
 
 def _task_backends() -> Any:
-    return importlib.import_module(FRAMEWORK).task_backends
+    module = importlib.import_module(FRAMEWORK)
+    return getattr(module, "task_backends", None) or module.tasks
+
+
+_RESULT_FIELDS = {f.name for f in dataclasses.fields(TaskResult) if f.init}
+
+
+def _task_result(**fields: Any) -> Any:
+    # the fields this version of the framework has (worker_ids, last_attempted_at... came
+    # with later versions)
+    return TaskResult(**{k: v for k, v in fields.items() if k in _RESULT_FIELDS})
+
+
+def _send(signal_name: str, sender: Any, result: Any) -> None:
+    signal = getattr(_signals, signal_name, None)
+    if signal is not None:
+        signal.send(sender, task_result=result)
+
+
+async def _asend(signal_name: str, sender: Any, result: Any) -> None:
+    signal = getattr(_signals, signal_name, None)
+    if signal is not None:
+        await signal.asend(sender, task_result=result)
 
 
 def _module_path(obj: Any) -> str:
@@ -252,7 +275,7 @@ class FaktoryBackend(_BaseTaskBackend):
 
     def _prepare(self, task: Any, args: Any, kwargs: Any) -> tuple[Any, dict[str, Any]]:
         self.validate_task(task)
-        result = TaskResult(task=task, id="", status=TaskResultStatus.READY, enqueued_at=None,
+        result = _task_result(task=task, id="", status=TaskResultStatus.READY, enqueued_at=None,
                             started_at=None, last_attempted_at=None, finished_at=None,
                             args=list(args), kwargs=dict(kwargs), backend=self.alias, errors=[],
                             worker_ids=[])
@@ -276,7 +299,7 @@ class FaktoryBackend(_BaseTaskBackend):
             future.cancel()  # never enqueued later behind the caller's back
             raise self._timed_out(payload) from None
         object.__setattr__(result, "enqueued_at", timezone.now())
-        _signals.task_enqueued.send(type(self), task_result=result)
+        _send("task_enqueued", type(self), result)
         return result
 
     async def aenqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
@@ -288,7 +311,7 @@ class FaktoryBackend(_BaseTaskBackend):
         except asyncio.TimeoutError:
             raise self._timed_out(payload) from None
         object.__setattr__(result, "enqueued_at", timezone.now())
-        await _signals.task_enqueued.asend(type(self), task_result=result)
+        await _asend("task_enqueued", type(self), result)
         return result
 
 
@@ -313,7 +336,7 @@ class _Run:
         attempts = int(((job.get("failure") or {}).get("retry_count", -1))) + 2 if job.get("failure") else 1
         wid = getattr(ctx.worker, "wid", "") or ""
         now = timezone.now()
-        self.result = TaskResult(task=task, id=ctx.jid, status=TaskResultStatus.RUNNING,
+        self.result = _task_result(task=task, id=ctx.jid, status=TaskResultStatus.RUNNING,
                                  enqueued_at=_enqueued_at(job), started_at=now, last_attempted_at=now,
                                  finished_at=None, args=list(ctx.args), kwargs=dict(self.kwargs),
                                  backend=backend.alias, errors=[], worker_ids=[wid] * attempts)
@@ -338,7 +361,7 @@ class _Run:
     def run_sync(self) -> Any:
         close_old_connections()
         try:
-            _signals.task_started.send(type(self.backend), task_result=self.result)
+            _send("task_started", type(self.backend), self.result)
             args, kwargs = self.call_args()
             try:
                 value = self.task.func(*args, **kwargs)
@@ -349,14 +372,14 @@ class _Run:
             return value
         finally:
             try:
-                _signals.task_finished.send(type(self.backend), task_result=self.result)
+                _send("task_finished", type(self.backend), self.result)
             finally:
                 close_old_connections()
 
     async def run_async(self) -> Any:
         await sync_to_async(close_old_connections)()
         try:
-            await _signals.task_started.asend(type(self.backend), task_result=self.result)
+            await _asend("task_started", type(self.backend), self.result)
             args, kwargs = self.call_args()
             try:
                 value = await self.task.func(*args, **kwargs)
@@ -367,7 +390,7 @@ class _Run:
             return value
         finally:
             try:
-                await _signals.task_finished.asend(type(self.backend), task_result=self.result)
+                await _asend("task_finished", type(self.backend), self.result)
             finally:
                 await sync_to_async(close_old_connections)()
 
