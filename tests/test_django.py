@@ -219,13 +219,17 @@ def test_registry_runs_only_tasks_of_a_faktory_backend(shop):
     assert registry.get("nodots") is None
 
 
-def test_faktory_worker_django_flag_runs_a_task(shop, faktory_url, django_db):
+@pytest.mark.parametrize("entry", [
+    ["-m", "faktory", "worker", "--django"],
+    ["-m", "django", "faktory_worker"],  # manage.py faktory_worker (faktory.contrib.django_app)
+], ids=["faktory worker --django", "manage.py faktory_worker"])
+def test_worker_entry_points_run_a_task(entry, shop, faktory_url, django_db):
     shop.send_email.enqueue("cli@example.com", subject="from the cli")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), str(TESTS.parent)]),
                FAKTORY_URL=faktory_url, FAKTORY_TEST_DJANGO_DB=str(django_db), PYTHONUNBUFFERED="1")
     env.pop("DJANGO_SETTINGS_MODULE", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "faktory", "worker", "--django", "--settings", "django_project.settings",
+        [sys.executable, *entry, "--settings", "django_project.settings",
          "--log-level", "debug", "--url", faktory_url, "--loop", "asyncio", "-c", "1"],
         stderr=subprocess.PIPE, text=True, env=env)
     lines = []

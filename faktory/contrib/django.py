@@ -40,7 +40,9 @@ it calls ``close_old_connections()`` before and after, in the thread that ran th
 as Django does around a request (so ``CONN_MAX_AGE`` applies per job and a broken
 connection never leaks into the next job), and it sends ``task_started`` and
 ``task_finished``.  An exception FAILs the job (Faktory retries it: ``TaskContext.attempt``
-counts the tries).  In Python: ``setup()`` then ``Worker(**worker_options())``.
+counts the tries).  With ``"faktory.contrib.django_app"`` in ``INSTALLED_APPS``,
+``python manage.py faktory_worker [options]`` is the same command driven by the project's
+settings.  In Python: ``setup()`` then ``Worker(**worker_options())``.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ import os
 SECRET_KEY = "test-only"
 DEBUG = False
 USE_TZ = True
-INSTALLED_APPS = ["django_project.shop"]
+INSTALLED_APPS = ["django_project.shop", "faktory.contrib.django_app"]
 try:  # the backport wants its app installed; Django 6 has the framework built in
     import django.tasks.base  # noqa: F401
 except ImportError:
