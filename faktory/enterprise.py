@@ -402,7 +402,7 @@ async def track_set(client: Client, jid: str, percent: int | None = None, desc: 
 
 
 def _worker_client(ctx: JobContext) -> Client:
-    client = getattr(ctx.worker, "client", None)
+    client: Client | None = getattr(ctx.worker, "client", None)
     if client is None:
         raise RuntimeError("progress() needs a running Worker (ctx.worker.client)")
     return client

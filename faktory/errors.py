@@ -179,7 +179,7 @@ class MissingExtraError(FaktoryError, ImportError):
         self.feature = feature
         self.extra = extra
 
-    def __reduce__(self):  # type: ignore[override]
+    def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.feature, self.extra, self.name))
 
 

@@ -160,7 +160,8 @@ class _Producer:
             client = self.clients.get(key)
             if client is None:
                 client = self.clients[key] = make_client()
-            return await client.push(payload)
+            jid: str = await client.push(payload)
+            return jid
 
         return asyncio.run_coroutine_threadsafe(push(), self.loop)
 
@@ -202,7 +203,7 @@ def _priority_queues(value: Any) -> list[tuple[int, str]]:
     return result
 
 
-class FaktoryBackend(_BaseTaskBackend):
+class FaktoryBackend(_BaseTaskBackend):  # type: ignore[misc]  # the framework is untyped here
     """``django.tasks`` backend pushing tasks to Faktory (see the module docstring)."""
 
     supports_defer = True
@@ -233,7 +234,7 @@ class FaktoryBackend(_BaseTaskBackend):
         for threshold, name in self.priority_queues:
             if task.priority >= threshold:
                 return name.replace("{queue}", task.queue_name)
-        return task.queue_name
+        return str(task.queue_name)
 
     def worker_queues(self) -> list[str]:
         """Queues a worker for this backend fetches, highest priority first."""

@@ -44,7 +44,7 @@ def _tracer(tracer_provider: Any) -> Any:
     return _trace.get_tracer(TRACER_NAME, __version__, tracer_provider=tracer_provider)
 
 
-def _attributes(jobtype: str, queue: str, jid: str, operation: str) -> dict[str, str]:
+def _attributes(jobtype: str, queue: str, jid: str, operation: str) -> dict[str, Any]:
     return {
         "messaging.system": "faktory",
         "messaging.operation.type": operation,
@@ -99,7 +99,7 @@ class TracingMiddleware:
         attributes = _attributes(ctx.jobtype, ctx.queue, ctx.jid, "process")
         failure = ctx.job.get("failure")
         if isinstance(failure, dict) and isinstance(failure.get("retry_count"), int):
-            attributes["faktory.retry_count"] = failure["retry_count"]  # type: ignore[assignment]
+            attributes["faktory.retry_count"] = failure["retry_count"]
         with self.tracer.start_as_current_span(f"perform {ctx.jobtype}", context=parent,
                                                kind=SpanKind.CONSUMER, attributes=attributes,
                                                record_exception=False,

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 
-class Command(BaseCommand):
+class Command(BaseCommand):  # type: ignore[misc]  # Django is untyped here
     help = "Run a Faktory worker for this project's django.tasks tasks (options of 'faktory worker')."
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
