@@ -3,9 +3,9 @@ the argument and shows the value (never a password), raised before anything is s
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Iterable
 
-__all__ = ["check_seconds", "check_str"]
+__all__ = ["check_client_arguments", "check_seconds", "check_str"]
 
 
 def check_str(value: Any, field: str) -> None:
@@ -23,3 +23,30 @@ def check_seconds(value: Any, field: str, *, zero: bool = True, none: bool = Fal
             or not (value >= 0 if zero else value > 0):
         need = ">= 0" if zero else "> 0"
         raise ValueError(f"{field} must be a number of seconds {need}{' or None' if none else ''}, got {value!r}")
+
+
+def check_client_arguments(*, host: Any, port: Any, password: Any, connect_timeout: Any, command_timeout: Any,
+                           reconnect_timeout: Any, first_connect_timeout: Any, max_command_bytes: Any,
+                           hostname: Any, pid: Any, labels: Iterable[str]) -> list[str]:
+    """The checks ``Client`` and ``SyncClient`` make of their arguments, in one order;
+    returns ``labels`` as a list."""
+    check_str(host, "host")
+    if port is not None and (type(port) is not int or not 0 < port < 65536):
+        raise ValueError(f"port must be an int from 1 to 65535, got {port!r}")
+    if password is not None and not isinstance(password, str):
+        raise TypeError(f"password must be a str, not {type(password).__name__}")
+    check_seconds(connect_timeout, "connect_timeout", zero=False)
+    check_seconds(command_timeout, "command_timeout", zero=False, none=True)
+    check_seconds(reconnect_timeout, "reconnect_timeout")
+    check_seconds(first_connect_timeout, "first_connect_timeout")
+    if max_command_bytes is not None and (type(max_command_bytes) is not int or max_command_bytes < 64):
+        raise ValueError(f"max_command_bytes must be an int >= 64 or None, got {max_command_bytes!r}")
+    check_str(hostname, "hostname")
+    if pid is not None and (type(pid) is not int or pid < 0):
+        raise ValueError(f"pid must be an int >= 0, got {pid!r}")
+    if isinstance(labels, str):
+        raise TypeError(f"labels must be an iterable of str, not the str {labels!r}")
+    checked = list(labels)
+    for label in checked:
+        check_str(label, "each label")
+    return checked

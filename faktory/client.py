@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from faktory import _testmode, commands, protocol
 from faktory.commands import MAX_BACKTRACE, format_backtrace, parse_beat
-from faktory._checks import check_seconds as _check_seconds
-from faktory._checks import check_str as _check_str
+from faktory._checks import check_client_arguments
 from faktory.bulk import BulkState, Chunk, pack_chunk, record_reply, take_chunk, too_big
 from faktory.errors import FaktoryError, NotSentError
 from faktory.job import Job, check_json, validate_queue
@@ -89,25 +88,11 @@ class Client(Pool):
         if url is None:
             url = url_from_env()
         url_host, url_port, url_password, url_tls = parse_url(url)
-        _check_str(host, "host")
-        if port is not None and (type(port) is not int or not 0 < port < 65536):
-            raise ValueError(f"port must be an int from 1 to 65535, got {port!r}")
-        if password is not None and not isinstance(password, str):
-            raise TypeError(f"password must be a str, not {type(password).__name__}")
-        _check_seconds(connect_timeout, "connect_timeout", zero=False)
-        _check_seconds(command_timeout, "command_timeout", zero=False, none=True)
-        _check_seconds(reconnect_timeout, "reconnect_timeout")
-        _check_seconds(first_connect_timeout, "first_connect_timeout")
-        if max_command_bytes is not None and (type(max_command_bytes) is not int or max_command_bytes < 64):
-            raise ValueError(f"max_command_bytes must be an int >= 64 or None, got {max_command_bytes!r}")
-        _check_str(hostname, "hostname")
-        if pid is not None and (type(pid) is not int or pid < 0):
-            raise ValueError(f"pid must be an int >= 0, got {pid!r}")
-        if isinstance(labels, str):
-            raise TypeError(f"labels must be an iterable of str, not the str {labels!r}")
-        labels = list(labels)
-        for label in labels:
-            _check_str(label, "each label")
+        labels = check_client_arguments(
+            host=host, port=port, password=password, connect_timeout=connect_timeout,
+            command_timeout=command_timeout, reconnect_timeout=reconnect_timeout,
+            first_connect_timeout=first_connect_timeout, max_command_bytes=max_command_bytes,
+            hostname=hostname, pid=pid, labels=labels)
         self.host: str = host if host is not None else url_host
         self.port: int = port if port is not None else url_port
         self.password: str | None = password if password is not None else url_password
