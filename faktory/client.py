@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import ssl as _ssl
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -137,12 +135,7 @@ class Client(Pool):
         return f"<Client {self.url} pool {self._size}/{self.pool_size}{' wid=' + self.wid if self.wid else ''}>"
 
     def _hello(self) -> dict[str, Any]:
-        hello: dict[str, Any] = {"hostname": self.hostname or socket.gethostname()}
-        if self.wid:
-            hello["wid"] = self.wid
-            hello["pid"] = self.pid if self.pid is not None else os.getpid()
-            hello["labels"] = self.labels
-        return hello
+        return commands.hello_fields(self.hostname, self.wid, self.pid, self.labels)
 
     def _orphaned_fetch(self, reply: Any) -> None:
         # The caller of a FETCH stopped waiting before its job arrived: give the job back.

@@ -8,6 +8,8 @@ asyncio ``Client`` and the blocking ``SyncClient`` differ only in how they move 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import traceback
 from types import ModuleType
 from typing import Any
@@ -147,3 +149,14 @@ def queue_args(queues: tuple[str, ...], wildcard: bool) -> tuple[str, ...]:
 def queue_latency(reply: Any) -> dict[str, float]:
     """The QUEUE LATENCY reply as ``{queue: seconds}``."""
     return {name: float(value) for name, value in loads(reply).items()}
+
+
+def hello_fields(hostname: str | None, wid: str | None, pid: int | None, labels: list[str]) -> dict[str, Any]:
+    """The identity fields of HELLO: the hostname always; with a ``wid``, the worker's pid
+    (this process's by default) and labels too."""
+    hello: dict[str, Any] = {"hostname": hostname or socket.gethostname()}
+    if wid:
+        hello["wid"] = wid
+        hello["pid"] = pid if pid is not None else os.getpid()
+        hello["labels"] = labels
+    return hello

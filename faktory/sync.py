@@ -470,12 +470,7 @@ class SyncClient:
         return f"<SyncClient {self.url} pool {self._size}/{self.pool_size}{' wid=' + self.wid if self.wid else ''}>"
 
     def _hello(self) -> dict[str, Any]:
-        hello: dict[str, Any] = {"hostname": self.hostname or socket.gethostname()}
-        if self.wid:
-            hello["wid"] = self.wid
-            hello["pid"] = self.pid if self.pid is not None else os.getpid()
-            hello["labels"] = self.labels
-        return hello
+        return commands.hello_fields(self.hostname, self.wid, self.pid, self.labels)
 
     # -- lifecycle ---------------------------------------------------------------------
     def connect(self) -> SyncClient:
