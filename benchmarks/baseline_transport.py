@@ -8,7 +8,8 @@ that the same ``Client`` and ``Worker`` code runs over it:
   of futures.
 * ``LeasePerCommandClient``: every command leases a connection for itself (exclusive
   use from write to reply), as the old pool did; no callback fast path, so a worker's
-  ACK/FAIL is one awaited command each.
+  ACK/FAIL is one awaited command each, on a connection of its own (``BaselineWorker``
+  never sends it on a fetch connection, as the pipelined worker does).
 
 Nothing here is used by the library; it exists so that a benchmark can show what the
 pipelined transport saves, measured in the same run on the same machine.
@@ -106,6 +107,10 @@ class LeasePerCommandClient(Client):
 
 
 class BaselineWorker(Worker):
-    """The same ``Worker``, over the baseline transport."""
+    """The same ``Worker``, over the baseline transport: each ACK/FAIL leases a
+    connection of the report client for itself (never joining the FETCHes' write)."""
 
     _client_class = LeasePerCommandClient
+
+    def _idle_fetch_conn(self) -> Connection | None:
+        return None

@@ -106,17 +106,17 @@ class _NoPipelining(Client):
     _connection_class = OneCommandPerWrite
 
 
-class _SlowAckClient(Client):
-    def _send_callback(self, data: bytes, fn: Callable[[Any, Any], None], arg: Any) -> bool:
+class _SlowAckWorker(Worker):
+    def _report_nowait(self, ctx: Any, error: BaseException | None) -> None:
         time.sleep(0.0005)
-        return super()._send_callback(data, fn, arg)
+        super()._report_nowait(ctx, error)
 
 
 def _new_worker_class() -> type[Worker]:
     if INJECT == "no-pipelining":
         return type("NoPipeliningWorker", (Worker,), {"_client_class": _NoPipelining})
     if INJECT == "slow-ack":
-        return type("SlowAckWorker", (Worker,), {"_client_class": _SlowAckClient})
+        return _SlowAckWorker
     return Worker
 
 

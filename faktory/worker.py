@@ -244,6 +244,7 @@ class Worker:
         # behind the previous one: a full queue earns the depth within a round, a short
         # burst leaves at most a FETCH or two queued for a stop to wait for.)
         self._fetch_limit: dict[Connection, int] = {}
+        self._fetch_in_flight: dict[Connection, int] = {}  # FETCHes unanswered, per connection
         self._fetcher_waiters: list[asyncio.Future[None]] = []
         self._fetch_waiters: list[asyncio.Future[None]] = []  # wait_fetches_answered()
         self._pump_handle: asyncio.Handle | None = None
@@ -674,41 +675,64 @@ class Worker:
             self._pump_handle = self._loop.call_soon(self._pump)  # type: ignore[union-attr]
 
     def _pump(self) -> None:
-        """Send one FETCH per free slot, levelled over the fetch connections (at most
-        ``_fetch_cap`` in flight on each), one write per connection."""
+        """Send one FETCH per free slot, in one write per connection, to the fetch
+        connections that have no FETCH in flight (up to their ramped limit each).
+
+        A connection with FETCHes in flight gets no more until they are all answered: on
+        a full queue its replies come within a round trip anyway, so the slots they free
+        meanwhile wait at most that long, and go out together, with the ACKs of their
+        jobs (``_report_nowait``), in one write."""
         self._pump_handle = None
-        conns = self._fetch_conns
         free = self._free
-        if self._state != RUNNING or not conns or free <= 0:
+        if self._state != RUNNING or free <= 0:
             return
-        pending = [len(conn._waiters) for conn in conns]
-        level = min(self._fetch_cap, -(-(sum(pending) + free) // len(conns)))
         next_fetch = self._next_fetch
         fetched = self._fetched
         timeout = self._fetch_timeout
         limits = self._fetch_limit
-        for conn, already in zip(list(conns), pending, strict=True):
-            count = min(min(level, limits.get(conn, 1)) - already, free)
-            if count <= 0:
+        in_flight = self._fetch_in_flight
+        for conn in list(self._fetch_conns):
+            if in_flight.get(conn, 0):
                 continue
+            count = min(limits.get(conn, 1), free)
+            sent = 0
             try:
-                for position in range(already, already + count):
+                for position in range(count):
                     # Behind ``position`` FETCHes the server may hold 2 s each.
                     conn.send_callback(next_fetch(), fetched, conn,
                                        None if timeout is None else timeout + FETCH_BLOCK * position)
-                    free -= 1
-                    self._fetching += 1
+                    sent += 1
             except NotSentError:
-                if conn in conns:
-                    conns.remove(conn)
+                if conn in self._fetch_conns:
+                    self._fetch_conns.remove(conn)
+            free -= sent
+            self._fetching += sent
+            in_flight[conn] = sent
             conn.flush()
             if free <= 0:
                 break
         self._free = free
 
+    def _idle_fetch_conn(self) -> Connection | None:
+        # The fetch connection the pump fills next (the first with no FETCH in flight):
+        # an ACK or FAIL sent there goes out in the same write as those FETCHes, and the
+        # server answers it at once, since nothing is ahead of it on that connection.
+        if self._state != RUNNING:
+            return None
+        in_flight = self._fetch_in_flight
+        for conn in self._fetch_conns:
+            if not in_flight.get(conn, 0) and not conn._paused:
+                return conn
+        return None
+
     def _fetched(self, conn: Connection, reply: Any) -> None:
         # A FETCH reply (or its failure), straight from the connection's reader.
         self._fetching -= 1
+        left = self._fetch_in_flight.get(conn)
+        if left:
+            self._fetch_in_flight[conn] = left - 1
+            if left == 1 and self._free > 0 and self._pump_handle is None and self._state == RUNNING:
+                self._pump_handle = self._loop.call_soon(self._pump)  # type: ignore[union-attr]
         if self._state != RUNNING:
             if self._state == STOPPING:
                 self._changed.set()  # type: ignore[union-attr]
@@ -759,6 +783,7 @@ class Worker:
                     generation = self._generation
                     self._fetch_conns.append(conn)
                     self._fetch_limit[conn] = 1  # queues presumed empty until a job comes
+                    self._fetch_in_flight[conn] = 0
                     conn.add_close_callback(self._fetch_conn_closed)
                     attempt = 0
                     self._pump()
@@ -792,6 +817,7 @@ class Worker:
         if conn in self._fetch_conns:
             self._fetch_conns.remove(conn)
         self._fetch_limit.pop(conn, None)
+        self._fetch_in_flight.pop(conn, None)
         self._wake_fetchers()
 
     def _forgotten(self) -> None:
@@ -872,7 +898,15 @@ class Worker:
             data = self._pack_ack(ctx.jid)
         else:
             data = self._client._fail_command(ctx.jid, error, backtrace_limit=self._backtrace_limit(ctx))
-        if not self._client._send_callback(data, self._reported, (ctx, error, data)):
+        item = (ctx, error, data)
+        conn = self._idle_fetch_conn()
+        if conn is not None:
+            try:
+                conn.send_callback(data, self._reported, item)
+                return
+            except NotSentError:
+                pass
+        if not self._client._send_callback(data, self._reported, item):
             self._spawn(self._report(ctx, error, data), "report")
 
     def _reported(self, item: tuple[JobContext, BaseException | None, bytes], reply: Any) -> None:

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from faktory import Client, Job, Worker
-from faktory.connection import TransportStats
+from faktory.connection import Connection, TransportStats
 from faktory.errors import BulkPushError, FaktoryConnectionError, ServerUnreachableError
 from faktory.server import ServerThread, free_port
 
@@ -338,6 +338,80 @@ async def test_a_busy_client_spreads_over_the_pool(faktory_url):
         assert TransportStats.writes - before == 4  # 16 in flight: 4 on each connection, one write each
         assert client._size == 4  # never more than pool_size
         assert (await info(client))["queues"]["spread"] == 16 * (rounds + 1)
+
+
+class _RecordingConnection(Connection):
+    """Records the commands of each write (a client-side view of coalescing)."""
+
+    writes: list[list[bytes]] = []
+
+    def flush(self) -> None:
+        if self._out and self._exc is None:
+            type(self).writes.append([cmd.split(b" ", 1)[0].strip() for cmd in self._out])
+        super().flush()
+
+
+class _RecordingClient(Client):
+    _connection_class = _RecordingConnection
+
+
+class _RecordingWorker(Worker):
+    _client_class = _RecordingClient
+
+
+async def test_acks_of_jobs_that_finish_together_leave_with_the_next_fetches(faktory_url):
+    go = asyncio.Event()
+    ran: list[int] = []
+
+    async def held(n: int) -> None:
+        await go.wait()
+        ran.append(n)
+
+    async with Client(faktory_url) as client:
+        await client.push_bulk([Job("held", n, queue="together") for n in range(10)])
+        worker = _RecordingWorker(url=faktory_url, concurrency=5, fetchers=1, queues=["together"])
+        worker.register("held", held)
+        task = asyncio.ensure_future(worker.work(handle_signals=False))
+        try:
+            await wait_for_state(lambda s: s["sets"]["working"] == 5, client)
+            _RecordingConnection.writes.clear()
+            go.set()  # the 5 running jobs end in one iteration
+            await wait_for_state(lambda s: s["sets"]["working"] == 0 and s["queues"].get("together", 0) == 0,
+                                 client)
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 15)
+    # Their 5 ACKs and the 5 FETCHes of the slots they freed went out in one write.
+    assert [b"ACK"] * 5 + [b"FETCH"] * 5 in _RecordingConnection.writes, _RecordingConnection.writes
+    assert sorted(ran) == list(range(10))
+
+
+async def test_an_ack_never_waits_behind_a_fetch_the_server_holds(faktory_url):
+    started = asyncio.Event()
+    go = asyncio.Event()
+
+    async def held() -> None:
+        started.set()
+        await go.wait()
+
+    async with Client(faktory_url) as client:
+        await client.push(Job("held", queue="behind"))
+        worker = Worker(url=faktory_url, concurrency=4, fetchers=2, queues=["behind"])
+        worker.register("held", held)
+        task = asyncio.ensure_future(worker.work(handle_signals=False))
+        try:
+            await asyncio.wait_for(started.wait(), 10)
+            # Both fetch connections now have a FETCH on the empty queue, held 2 s each.
+            await wait_for_state(lambda s: s["sets"]["working"] == 1, client)
+            loop = asyncio.get_running_loop()
+            ended = loop.time()
+            go.set()
+            await wait_for_state(lambda s: s["sets"]["working"] == 0, client, timeout=1.5)
+            assert loop.time() - ended < 1.0, "the ACK waited behind a held FETCH"
+        finally:
+            worker.stop()
+            await asyncio.wait_for(task, 15)
+        assert worker.processed == 1
 
 
 async def test_nothing_waits_behind_a_blocked_fetch(faktory_url):
