@@ -105,6 +105,9 @@ class LeasePerCommandClient(Client):
     def _send_callback(self, data: bytes, fn: Callable[[Any, Any], None], arg: Any) -> bool:
         return False  # the worker then awaits each ACK/FAIL through _call
 
+    def _pick(self) -> Connection | None:
+        return None  # no shared connection: every command (``push`` included) leases one in _call
+
 
 class BaselineWorker(Worker):
     """The same ``Worker``, over the baseline transport: each ACK/FAIL leases a

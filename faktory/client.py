@@ -16,7 +16,7 @@ from faktory import _testmode, commands, protocol
 from faktory.commands import MAX_BACKTRACE, format_backtrace, parse_beat
 from faktory._checks import check_client_arguments
 from faktory.bulk import BulkState, Chunk, pack_chunk, record_reply, take_chunk, too_big
-from faktory.errors import FaktoryError, NotSentError
+from faktory.errors import FaktoryConnectionError, FaktoryError, NotSentError, ServerError
 from faktory.job import Job, check_json, validate_queue
 from faktory.pool import Pool
 from faktory.url import DEFAULT_URL, parse_url, url_from_env
@@ -202,7 +202,19 @@ class Client(Pool):
         if _testmode.current is not None:  # faktory.testing.fake()/inline(): nothing is sent
             await _testmode.current.apush((payload,))
             return str(payload["jid"])
-        await self._call(data)
+        # The common case inline (a shared connection takes it now, the server says OK);
+        # anything else is _call's: waiting for a connection, retries, errors.
+        conn = None if self._closed else self._pick()
+        if conn is None or conn._paused:
+            await self._call(data)
+        else:
+            try:
+                reply = await conn.send(data)
+            except FaktoryConnectionError as exc:
+                await self._call(data, first_error=exc)
+            else:
+                if type(reply) is not str and isinstance(reply, ServerError):
+                    raise reply
         return str(payload["jid"])
 
     async def push_bulk(self, jobs: Iterable[Job | dict[str, Any]], *, chunk_size: int = 1000,

@@ -499,13 +499,18 @@ class Pool:
 
     # -- sending -----------------------------------------------------------------------
     async def _call(self, data: bytes, timeout: float | None = None, resend: bool = True,
-                    heavy: bool = False) -> Any:
+                    heavy: bool = False, first_error: FaktoryConnectionError | None = None) -> Any:
         """Send one packed command on a shared (pipelined) connection and return the reply,
         retrying as the module docstring says.  A ``heavy`` command (a PUSHB chunk: a
         thousand commands' worth of work for the server) goes to a connection with
         nothing pending, opening one when the pool has room, so that chunks in flight
-        run side by side on a server that serves each connection in turn."""
+        run side by side on a server that serves each connection in turn.
+        ``first_error``: the fault of an attempt made already (by ``Client.push``'s fast
+        path), counted by the retry policy as this call's first."""
         retry: _Retry | None = None
+        if first_error is not None:
+            retry = _Retry(resend)
+            retry.again(first_error, self.address)
         while True:
             picked = None if self._closed or heavy else self._pick()
             conn = picked if picked is not None else (
