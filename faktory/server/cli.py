@@ -155,7 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _serve(opts: argparse.Namespace, host: str, port: int) -> int:
-    from faktory.server import FaktoryServer
 
     ctx = None
     if opts.tls_cert:
@@ -163,6 +162,30 @@ async def _serve(opts: argparse.Namespace, host: str, port: int) -> int:
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         ctx.load_cert_chain(opts.tls_cert, opts.tls_key)
     password = opts.password if opts.password is not None else os.environ.get("FAKTORY_PASSWORD")
+    # The handlers go in before the server starts and says "listening": a SIGTERM sent
+    # the moment that line appears (a supervisor, a test) is then a clean stop, never the
+    # default action that kills the process without committing its storage.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
+            pass
+    try:
+        return await _run_until_stopped(opts, host, port, ctx, password, stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover
+                pass
+
+
+async def _run_until_stopped(opts: argparse.Namespace, host: str, port: int, ctx: ssl.SSLContext | None,
+                             password: str | None, stop: asyncio.Event) -> int:
+    from faktory.server import FaktoryServer
+
     try:
         server = FaktoryServer(host, port, password=password or None, storage=opts.storage,
                                ssl=ctx, max_connections=opts.max_connections, web=opts.web,
@@ -180,23 +203,11 @@ async def _serve(opts: argparse.Namespace, host: str, port: int) -> int:
     log.info("faktory server %s listening on %s://%s:%d (pid %d, %s%s%s)", _version(), scheme,
              host, server.port, os.getpid(), where, ", password required" if password else "",
              web)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows
-            pass
     try:
         await stop.wait()
     finally:
         log.info("stopping")
         await server.stop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):  # pragma: no cover
-                pass
     return 0
 
 

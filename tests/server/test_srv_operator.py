@@ -239,6 +239,25 @@ def test_cli_serves_and_stops_on_sigterm(loop: str) -> None:
         proc.stdout.close()
 
 
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_cli_sigterm_the_moment_it_says_listening_is_a_clean_stop(loop: str, tmp_path) -> None:
+    # A supervisor (or a test) may signal as soon as the line appears: the handlers are in
+    # before it is printed, so the process stops cleanly (exit 0, storage committed)
+    # instead of dying of the signal's default action (exit -15).
+    db = str(tmp_path / "early.db")
+    for attempt in range(5):  # each attempt signals at once, without a command in between
+        proc = _spawn("--bind", "127.0.0.1:0", "--loop", loop, "--storage", db)
+        try:
+            _listening_port(proc)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0, f"attempt {attempt}: exit {proc.returncode}"
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+
 def test_cli_rejects_bad_arguments() -> None:
     proc = _spawn("--tls-cert", "only-cert.pem")
     out = proc.communicate(timeout=20)[0].decode()
