@@ -158,7 +158,8 @@ class SqlitePersistence(Persistence):
         self.commit_seconds = 0.0
         self._db = self._open(mode)
         if background_checkpoint:
-            self._checkpointer = _Checkpointer(self.path, mode)
+            page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
+            self._checkpointer = _Checkpointer(self.path, mode, page_size)
             self._db.execute("PRAGMA wal_autocheckpoint = 0")
 
     # -- opening -------------------------------------------------------------------------
@@ -480,14 +481,22 @@ class _Checkpointer:
     copy, and the next transaction restarts the WAL.  Until the writer has done so the
     thread starts no pass (a concurrent checkpoint would make the writer's one busy).
     The WAL stays bounded (tens of MiB) instead of growing for as long as the load lasts.
+
+    The thread may also fall behind (a busy machine gives it no CPU for a while): every
+    :attr:`EVERY_COMMITS` commits the writer looks at the WAL's size, and past
+    :attr:`HARD_FRAMES_FACTOR` x :attr:`RESET_FRAMES` frames it runs that checkpoint
+    itself, thread or no thread.
     """
 
     EVERY_COMMITS = 256
     IDLE_SECONDS = 1.0
     RESET_FRAMES = 4096
+    HARD_FRAMES_FACTOR = 4
 
-    def __init__(self, path: str, mode: str) -> None:
+    def __init__(self, path: str, mode: str, page_size: int = 4096) -> None:
         self._path = path
+        self._wal = path + "-wal"
+        self._page_size = page_size
         self._mode = mode
         self._cond = threading.Condition()
         self._wanted = False      # EVERY_COMMITS reached (under _cond)
@@ -507,18 +516,29 @@ class _Checkpointer:
         a PASSIVE checkpoint now (see the class docstring)."""
         self._commits += 1
         if self._commits == 1 or self._commits >= self.EVERY_COMMITS:
+            overdue = self._commits >= self.EVERY_COMMITS and self._wal_too_long()
             with self._cond:
                 self._uncopied = True
                 if self._commits >= self.EVERY_COMMITS:
                     self._commits = 0
                     self._wanted = True
                 self._cond.notify()
+            if overdue:
+                return True
         if self.finish:
             with self._cond:
                 self.finish = False
                 self._cond.notify()
             return True
         return False
+
+    def _wal_too_long(self) -> bool:
+        # Past HARD_FRAMES_FACTOR x RESET_FRAMES frames: the thread has fallen behind.
+        try:
+            size = os.path.getsize(self._wal)
+        except OSError:
+            return False
+        return size > self.HARD_FRAMES_FACTOR * self.RESET_FRAMES * (self._page_size + 24)
 
     def stop(self) -> None:
         with self._cond:

@@ -465,6 +465,31 @@ def test_wal_stays_bounded_under_sustained_load(tmp_path, monkeypatch):
     assert not os.path.exists(path + "-wal")  # a clean close leaves no WAL behind
 
 
+def test_wal_stays_bounded_when_the_checkpoint_thread_falls_behind(tmp_path, monkeypatch):
+    """A thread that never gets to run (a starved machine) does not let the WAL grow:
+    the writer checkpoints itself once the WAL passes its hard bound."""
+    from faktory.server import sqlite as storage
+    monkeypatch.setattr(storage._Checkpointer, "EVERY_COMMITS", 16)
+    monkeypatch.setattr(storage._Checkpointer, "RESET_FRAMES", 200)
+    monkeypatch.setattr(storage._Checkpointer, "_wait", lambda self: False)  # the thread does nothing
+    path = str(tmp_path / "starved.db")
+    p = SqlitePersistence(path)
+    p.load()
+    payload = b'{"jid":"x","args":["' + b"y" * 300 + b'"]}'
+    biggest = 0
+    for i in range(1, 3001):
+        r = JobRecord(i, "queue", "q", float(i), f"jid-{i:06d}", payload)
+        p.add(r)
+        p.commit()
+        p.remove(r)
+        p.commit()
+        biggest = max(biggest, os.path.getsize(path + "-wal"))
+    assert p._checkpointer.checkpoints == 0  # the thread never ran one
+    p.close()
+    # 6,000 commits x 2-3 frames x 4 KiB unchecked: > 40 MB; the hard bound is 4 x 200 frames
+    assert biggest < 2 * 4 * 200 * (4096 + 24), biggest
+
+
 # ----------------------------------------------------------------------------- model check
 
 
