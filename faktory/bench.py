@@ -276,6 +276,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--no-progress", action="store_true", help="no progress line while it runs")
     logsetup.add_arguments(parser)
+    # The table is the output: the worker's own lines (running, stopping) only on request.
+    parser.set_defaults(log_level=logsetup._env_choice("FAKTORY_LOG_LEVEL", logsetup.LEVELS, "warning"))
     return parser
 
 
