@@ -88,6 +88,41 @@ def hash_password(password: str, salt: str, iterations: int) -> str:
     return digest.hex()
 
 
+def parse_greeting(greeting: Any, where: str) -> dict[str, Any]:
+    """The server's first reply checked (``HI {json}``, protocol v2): its fields
+    (``v``, and ``s``/``i`` when it wants a password).  Shared by ``Connection`` and
+    ``SyncConnection``; ``where`` is ``host:port`` for the messages."""
+    if isinstance(greeting, ServerError):
+        raise greeting
+    if not isinstance(greeting, str) or not greeting.startswith("HI "):
+        raise HandshakeError(f"expected HI from {where}, got {greeting!r}")
+    try:
+        info = json.loads(greeting[3:])
+        if not isinstance(info, dict):
+            raise TypeError
+        version = info["v"]
+    except (ValueError, KeyError, TypeError):
+        raise HandshakeError(f"malformed HI from {where}: {greeting!r}") from None
+    if version != PROTOCOL_VERSION:
+        err = HandshakeError(f"{where} speaks Faktory protocol v{version}, this client v{PROTOCOL_VERSION}")
+        err.permanent = True  # type: ignore[attr-defined]  # retrying cannot help
+        raise err
+    return info
+
+
+def hello_payload(info: dict[str, Any], hello: dict[str, Any] | None, password: str | None) -> dict[str, Any]:
+    """HELLO's fields for a server that greeted with ``info``: the identity in ``hello``
+    (``commands.hello_fields``), and ``pwdhash`` when the server asked for a password."""
+    payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "hostname": socket.gethostname()}
+    if hello:
+        payload.update(hello)
+    payload["v"] = PROTOCOL_VERSION
+    salt = info.get("s")
+    if salt is not None and password is not None:
+        payload["pwdhash"] = hash_password(password, str(salt), int(info.get("i", 1)))
+    return payload
+
+
 class Callback:
     """A pending command whose reply goes to ``fn(arg, reply)``, called straight from
     ``data_received`` (no future, no loop callback: the worker's hot path).
@@ -244,28 +279,9 @@ class Connection(asyncio.Protocol):
                 raise err from exc
             raise HandshakeError(
                 f"{self.host}:{self.port} closed the connection before HI: {exc}") from exc
-        if isinstance(greeting, ServerError):
-            raise greeting
-        if not isinstance(greeting, str) or not greeting.startswith("HI "):
-            raise HandshakeError(f"expected HI from {self.host}:{self.port}, got {greeting!r}")
-        try:
-            info = json.loads(greeting[3:])
-            version = info["v"]
-        except (ValueError, KeyError, TypeError):
-            raise HandshakeError(f"malformed HI from {self.host}:{self.port}: {greeting!r}") from None
-        if version != PROTOCOL_VERSION:
-            err = HandshakeError(
-                f"{self.host}:{self.port} speaks Faktory protocol v{version}, this client v{PROTOCOL_VERSION}")
-            err.permanent = True  # type: ignore[attr-defined]
-            raise err
+        info = parse_greeting(greeting, f"{self.host}:{self.port}")
         self.server_info = info
-        payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "hostname": socket.gethostname()}
-        if hello:
-            payload.update(hello)
-        payload["v"] = PROTOCOL_VERSION
-        salt = info.get("s")
-        if salt is not None and password is not None:
-            payload["pwdhash"] = hash_password(password, str(salt), int(info.get("i", 1)))
+        payload = hello_payload(info, hello, password)
         try:
             reply = await self.execute(self.codec.pack_json("HELLO", payload), timeout=None)
         except ServerError:

@@ -29,7 +29,6 @@ socket between processes) and opens its own.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -47,7 +46,7 @@ from faktory._const import NEED_DATA
 from faktory._checks import check_client_arguments
 from faktory.bulk import BulkState, Chunk, pack_chunk, record_reply, take_chunk, too_big
 from faktory.client import FETCH_BLOCK, MAX_COMMAND_BYTES
-from faktory.connection import PROTOCOL_VERSION, hash_password
+from faktory.connection import hello_payload, parse_greeting
 from faktory.errors import (
     CommandTimeout,
     ConnectionProtocolError,
@@ -152,27 +151,9 @@ class SyncConnection:
             if isinstance(exc, ProtocolError):
                 raise
             raise HandshakeError(f"{where} closed the connection before HI: {exc}") from exc
-        if isinstance(greeting, ServerError):
-            raise greeting
-        if not isinstance(greeting, str) or not greeting.startswith("HI "):
-            raise HandshakeError(f"expected HI from {where}, got {greeting!r}")
-        try:
-            info = json.loads(greeting[3:])
-            version = info["v"]
-        except (ValueError, KeyError, TypeError):
-            raise HandshakeError(f"malformed HI from {where}: {greeting!r}") from None
-        if version != PROTOCOL_VERSION:
-            err = HandshakeError(f"{where} speaks Faktory protocol v{version}, this client v{PROTOCOL_VERSION}")
-            err.permanent = True  # type: ignore[attr-defined]
-            raise err
+        info = parse_greeting(greeting, where)
         self.server_info = info
-        payload: dict[str, Any] = {"v": PROTOCOL_VERSION, "hostname": socket.gethostname()}
-        if hello:
-            payload.update(hello)
-        payload["v"] = PROTOCOL_VERSION
-        salt = info.get("s")
-        if salt is not None and password is not None:
-            payload["pwdhash"] = hash_password(password, str(salt), int(info.get("i", 1)))
+        payload = hello_payload(info, hello, password)
         try:
             remaining = max(0.001, deadline - time.monotonic())
             self._send(self.codec.pack_json("HELLO", payload), remaining)
