@@ -168,6 +168,34 @@ cdef class Reader:
             count += 1
             callback(reply)
 
+    def resolve(self, waiters, deadlines, orphans):
+        """Hand each complete reply to the next of ``waiters`` (a deque of pending
+        futures or ``Callback``\\ s, answered in order): pop it and the first entry of
+        ``deadlines``, then call its ``set_result(reply)``.
+
+        Stops at the first reply it cannot hand over so (no waiter left, the next one is
+        done already, or ``orphans`` is not empty) and returns it, consumed, in a 1-tuple
+        for the caller to deal with; returns ``None`` when no complete reply is left.
+        Bad bytes raise ``ProtocolError`` after every reply before them was handed over.
+        A connection's reply loop in C: the hot path of every command.
+        """
+        cdef Py_ssize_t end = 0
+        while True:
+            if self._dead is not None:
+                raise ProtocolError(self._dead)
+            reply = self._parse(self._pos, 0, &end)
+            if reply is _INCOMPLETE:
+                return None
+            self._pos = end
+            if orphans or not waiters:
+                return (reply,)
+            waiter = waiters[0]
+            if waiter.done():
+                return (reply,)
+            waiters.popleft()
+            deadlines.popleft()
+            waiter.set_result(reply)
+
     cdef object _fail(self, str message):
         # Every malformed-input error goes through here so the reader is marked dead
         # without a try/except on the hot path.
@@ -356,6 +384,12 @@ cdef inline void _put_u_escape(char* w, unsigned int u) noexcept:
     w[5] = _HEX[u & 15]
 
 
+# 1 for the bytes a JSON string holds as they are (printable ASCII but '"' and '\\').
+cdef unsigned char _PLAIN[256]
+for _c in range(256):
+    _PLAIN[_c] = 1 if 32 <= _c <= 126 and _c != 34 and _c != 92 else 0
+
+
 cdef int _put_str(_Out* out, object text) except -1:
     # The stdlib's encode_basestring_ascii: printable ASCII but '"' and '\\' as is,
     # the usual short escapes, everything else \\u00XX / \\uXXXX / a surrogate pair.
@@ -372,11 +406,8 @@ cdef int _put_str(_Out* out, object text) except -1:
     w += 1
     i = 0
     if PyUnicode_IS_COMPACT_ASCII(text):
-        # Fast path: copy the run of plain characters at once.
-        while i < n:
-            c = (<const unsigned char*>data)[i]
-            if c < 32 or c > 126 or c == 34 or c == 92:
-                break
+        # Fast path: copy the run of plain characters at once (one table look-up each).
+        while i < n and _PLAIN[(<const unsigned char*>data)[i]]:
             i += 1
         memcpy(w, data, <size_t>i)
         w += i

@@ -90,6 +90,29 @@ class Reader:
             count += 1
             callback(reply)
 
+    def resolve(self, waiters: Any, deadlines: Any, orphans: Any) -> tuple[Any] | None:
+        """Hand each complete reply to the next of ``waiters`` (a deque of pending
+        futures or ``Callback``\\ s, answered in order): pop it and the first entry of
+        ``deadlines``, then call its ``set_result(reply)``.
+
+        Stops at the first reply it cannot hand over so (no waiter left, the next one is
+        done already, or ``orphans`` is not empty) and returns it, consumed, in a 1-tuple
+        for the caller to deal with; returns ``None`` when no complete reply is left.
+        Bad bytes raise ``ProtocolError`` after every reply before them was handed over.
+        """
+        while True:
+            reply = self.gets()
+            if reply is NEED_DATA:
+                return None
+            if orphans or not waiters:
+                return (reply,)
+            waiter = waiters[0]
+            if waiter.done():
+                return (reply,)
+            waiters.popleft()
+            deadlines.popleft()
+            waiter.set_result(reply)
+
     def _line(self, pos: int) -> int:
         # Index of the CR that ends the line whose body starts at ``pos``.
         buf = self._buf

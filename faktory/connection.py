@@ -177,7 +177,7 @@ class Connection(asyncio.Protocol):
     __slots__ = ("host", "port", "command_timeout", "codec", "_reader", "_loop", "_transport",
                  "_waiters", "_deadlines", "_orphans", "_out", "_flush_handle", "_timer", "_timer_at",
                  "_paused", "_drain_waiters", "_idle_waiters", "_close_callbacks", "_exc", "closed",
-                 "closing", "server_info", "_dispatch", "_on_reply_cb", "_received")
+                 "closing", "server_info", "_resolve", "_received")
 
     def __init__(self, host: str, port: int, *, command_timeout: float | None = 10.0,
                  codec: ModuleType | None = None, _codec: ModuleType | None = None) -> None:
@@ -188,8 +188,7 @@ class Connection(asyncio.Protocol):
             _codec = protocol.deprecated_codec_argument(codec, "Connection")
         self.codec = _codec or protocol.codec
         self._reader = self.codec.Reader()
-        self._dispatch = self._reader.dispatch
-        self._on_reply_cb = self._on_reply
+        self._resolve = self._reader.resolve
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._waiters: deque[asyncio.Future[Any]] = deque()
@@ -314,10 +313,14 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:  # noqa: D102
         TransportStats.reads += 1
         self._received = True
-        reader = self._reader
-        reader.feed(data)
+        self._reader.feed(data)
         try:
-            self._dispatch(self._on_reply_cb)
+            # The codec hands replies to waiting futures (and Callbacks) itself; what it
+            # cannot (no waiter, a cancelled one, orphan handlers to consult) comes back
+            # here one at a time.
+            resolve, waiters, deadlines, orphans = self._resolve, self._waiters, self._deadlines, self._orphans
+            while (left := resolve(waiters, deadlines, orphans)) is not None:
+                self._on_reply(left[0])
         except ProtocolError as exc:
             err = ConnectionProtocolError(f"bad data from Faktory at {self.host}:{self.port}: {exc}")
             err.__cause__ = exc

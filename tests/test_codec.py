@@ -411,6 +411,93 @@ def test_dispatch_callback_error_propagates_and_keeps_the_rest(codec):
     assert got == [1, 2, 3]
 
 
+class _Waiter:
+    """What ``Reader.resolve`` needs of a waiter: ``done()`` and ``set_result()``."""
+
+    def __init__(self, log, name, done=False):
+        self.log, self.name, self._done = log, name, done
+
+    def done(self):
+        return self._done
+
+    def set_result(self, reply):
+        self._done = True
+        self.log.append((self.name, reply))
+
+
+def test_resolve_hands_replies_to_waiters_in_order_and_pops_their_deadlines(codec):
+    from collections import deque
+    reader = codec.Reader()
+    log = []
+    waiters = deque(_Waiter(log, n) for n in "abc")
+    deadlines = deque([1.0, 2.0, 3.0])
+    reader.feed(b"+OK\r\n-ERR x\r\n$2\r\na")
+    assert reader.resolve(waiters, deadlines, {}) is None  # the third reply is incomplete
+    assert log == [("a", "OK"), ("b", ServerError("ERR", "x"))]
+    assert list(deadlines) == [3.0] and len(waiters) == 1
+    reader.feed(b"b\r\n")
+    assert reader.resolve(waiters, deadlines, {}) is None
+    assert log[-1] == ("c", b"ab") and not waiters and not deadlines
+
+
+def test_resolve_returns_what_it_cannot_hand_over(codec):
+    from collections import deque
+    reader = codec.Reader()
+    log = []
+    cancelled = _Waiter(log, "cancelled", done=True)
+    waiters = deque([cancelled, _Waiter(log, "next")])
+    deadlines = deque([1.0, 2.0])
+    reader.feed(b":1\r\n:2\r\n:3\r\n")
+    # A waiter that is done already: the reply comes back (consumed), the waiter stays.
+    assert reader.resolve(waiters, deadlines, {}) == (1,)
+    assert waiters[0] is cancelled and len(deadlines) == 2 and log == []
+    waiters.popleft()
+    deadlines.popleft()
+    # Orphan handlers to consult: every reply comes back, one at a time.
+    assert reader.resolve(waiters, deadlines, {"some": "orphan"}) == (2,)
+    assert len(waiters) == 1
+    # No waiter left for a reply: it comes back too (an unsolicited reply).
+    assert reader.resolve(deque(), deque(), {}) == (3,)
+    assert reader.resolve(waiters, deadlines, {}) is None
+    assert reader.resolve(deque(), deque(), {}) is None  # a None reply would be (None,)
+    reader.feed(b"$-1\r\n")
+    assert reader.resolve(deque(), deque(), {}) == (None,)
+
+
+def test_resolve_raises_after_handing_over_the_good_replies(codec):
+    from collections import deque
+    reader = codec.Reader()
+    log = []
+    waiters = deque(_Waiter(log, n) for n in "ab")
+    deadlines = deque([1.0, 2.0])
+    reader.feed(b"+OK\r\n!")
+    with pytest.raises(ProtocolError, match="0x21"):
+        reader.resolve(waiters, deadlines, {})
+    assert log == [("a", "OK")] and len(waiters) == 1
+    with pytest.raises(ProtocolError):  # the reader stays dead
+        reader.resolve(waiters, deadlines, {})
+
+
+def test_resolve_lets_a_waiter_send_more_and_close(codec):
+    from collections import deque
+    reader = codec.Reader()
+    log = []
+    waiters = deque()
+    deadlines = deque()
+
+    class Resending(_Waiter):
+        def set_result(self, reply):
+            super().set_result(reply)
+            waiters.append(_Waiter(log, "sent from a callback"))  # as a worker's FETCH callback does
+            deadlines.append(9.0)
+
+    waiters.append(Resending(log, "first"))
+    deadlines.append(1.0)
+    reader.feed(b"+OK\r\n+OK\r\n")
+    assert reader.resolve(waiters, deadlines, {}) is None
+    assert log == [("first", "OK"), ("sent from a callback", "OK")]
+
+
 def test_dispatch_callback_may_feed(codec):
     reader = codec.Reader()
     reader.feed(b":1\r\n")

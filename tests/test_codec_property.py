@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections import deque
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -46,6 +47,21 @@ def normalise(reply):
     return (type(reply).__name__, reply)
 
 
+class _Recorder:
+    """A waiter for ``Reader.resolve`` that records its reply like the other modes."""
+
+    __slots__ = ("events",)
+
+    def __init__(self, events):
+        self.events = events
+
+    def done(self):
+        return False
+
+    def set_result(self, reply):
+        self.events.append(normalise(reply))
+
+
 def trace(codec, chunks, limits, use_dispatch):
     """Everything observable while feeding ``chunks``: replies, exceptions, buffered()."""
     reader = codec.Reader(**limits)
@@ -53,7 +69,14 @@ def trace(codec, chunks, limits, use_dispatch):
     for chunk in chunks:
         reader.feed(chunk)
         try:
-            if use_dispatch:
+            if use_dispatch == "resolve":  # the connection's reply loop
+                waiters = deque(_Recorder(events) for _ in range(8))
+                deadlines = deque([0.0] * 8)
+                while (left := reader.resolve(waiters, deadlines, {})) is not None:
+                    events.append(normalise(left[0]))
+                    waiters.extend(_Recorder(events) for _ in range(8))
+                    deadlines.extend([0.0] * 8)
+            elif use_dispatch:
                 reader.dispatch(lambda reply: events.append(normalise(reply)))
             else:
                 while (reply := reader.gets()) is not NEED_DATA:
@@ -123,7 +146,7 @@ ops = st.lists(st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "tr
 @settings(max_examples=HYPOTHESIS_EXAMPLES, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=stream, mutations=ops, cuts=st.lists(st.integers(0, 1 << 16), max_size=8),
-       limits=st.sampled_from(LIMITS), use_dispatch=st.booleans())
+       limits=st.sampled_from(LIMITS), use_dispatch=st.sampled_from([False, True, "resolve"]))
 def test_codecs_agree_on_random_and_mutated_streams(data, mutations, cuts, limits, use_dispatch):
     check_same(split(mutate(data, mutations), cuts), limits, use_dispatch)
 
@@ -174,7 +197,7 @@ def random_case(rng: random.Random):
     if rng.random() < 0.05:
         cuts = range(len(data))  # one byte at a time
     limits = LIMITS[0] if rng.random() < 0.5 else rng.choice(LIMITS)
-    return split(data, cuts), limits, rng.random() < 0.3
+    return split(data, cuts), limits, rng.choice([False, False, True, "resolve"])
 
 
 def test_codecs_agree_on_seeded_fuzz_inputs():
