@@ -52,30 +52,30 @@ from faktory.worker import Worker
 
 
 BENCHMARK_GATES = [
-    # Socket writes per job are the kernel's count, not a time, but they do depend on how
-    # job completions group in time: 5 runs gave worker 0.262 / 0.267 / 0.497 (the last under
-    # heavy concurrent load) and push 0.195 / 0.198 / 0.200.  The worker keeps the issue's
-    # bound (0.5; the baseline writes 2.0); push is gated 20% above what it measures.
-    {"name": "worker: socket writes per job <= 0.6", "figure": "worker memory writes/job",
-     "by": "test_transport[worker-memory]", "max": 0.6,
-     "note": "the issue asks <= 0.5: median 0.27, but 0.49-0.50 in two runs on this shared host"},
+    # Socket writes per job are the kernel's count, not a time; they depend on how job
+    # completions group in time only within a structural range: the pump refills a fetch
+    # connection once its FETCHes are all answered (5 FETCHes a write at concurrency 20)
+    # and the ACKs go with them, so at worst 0.2 FETCH writes plus an ACK write per
+    # reply batch (0.12) a job.  Measured: 0.203-0.214 under load, 0.277-0.292 on a quiet
+    # machine (the baseline writes 1.44-1.49).  Push: 0.188-0.200.
+    {"name": "worker: socket writes per job <= 0.34", "figure": "worker memory writes/job",
+     "by": "test_transport[worker-memory]", "max": 0.34,
+     "note": "the issue asks <= 0.5; 0.20-0.29 measured"},
     {"name": "10 producers' push: socket writes per job <= 0.24", "figure": "push memory writes/job",
      "by": "test_transport[push-memory]", "max": 0.24},
-    # The issue's bounds; 5 runs: worker 0.31 / 0.38 / 0.40, push 0.35 / 0.43 / 0.47 (a 25%
-    # regression of the medians: 0.48 and 0.53).
-    {"name": "worker: client CPU per job <= 0.6x the baseline's", "figure": "worker memory CPU ratio",
-     "by": "test_transport[worker-memory]", "max": 0.6,
-     "note": "the issue asks <= 0.5: medians 0.31-0.45 over 7 runs"},
-    {"name": "10 producers' push: client CPU per job <= 0.6x the baseline's",
-     "figure": "push memory CPU ratio", "by": "test_transport[push-memory]", "max": 0.6,
-     "note": "the issue asks <= 0.5: medians 0.35-0.47, and 0.53 in one CI run on this shared host"},
-    # Not slower than one command per write where commands wait on storage (the issue's); 5
-    # runs: worker 1.74 / 1.87 / 2.87 (so 1.4 catches a 25% drop), push 1.03 / 1.53 / 2.37.
-    {"name": "durable server, worker: jobs/s >= 1.4x the baseline's", "figure": "worker durable speed ratio",
-     "by": "test_transport[worker-durable]", "min": 1.4},
-    {"name": "durable server, 10 producers' push: jobs/s >= 0.9x the baseline's",
-     "figure": "push durable speed ratio", "by": "test_transport[push-durable]", "min": 0.9,
-     "note": "the issue asks not slower (1.0): 1.03-2.37 over 7 runs"},
+    # The issue's bounds.  Medians of 7 round pairs, 5 runs under load 3-5 and 2 quiet:
+    # worker 0.336-0.364 (quiet 0.41), push 0.343-0.415 (quiet 0.49 before the push path
+    # lost 10% of its instructions).
+    {"name": "worker: client CPU per job <= 0.5x the baseline's", "figure": "worker memory CPU ratio",
+     "by": "test_transport[worker-memory]", "max": 0.5},
+    {"name": "10 producers' push: client CPU per job <= 0.5x the baseline's",
+     "figure": "push memory CPU ratio", "by": "test_transport[push-memory]", "max": 0.5},
+    # Not slower than one command per write where commands wait on storage (the issue's):
+    # worker 1.77-2.42, push 1.18-1.46 (and 1.03-2.37 in earlier runs).
+    {"name": "durable server, worker: jobs/s >= 1.5x the baseline's", "figure": "worker durable speed ratio",
+     "by": "test_transport[worker-durable]", "min": 1.5},
+    {"name": "durable server, 10 producers' push: jobs/s >= 1.0x the baseline's",
+     "figure": "push durable speed ratio", "by": "test_transport[push-durable]", "min": 1.0},
 ]
 
 _FIGURES: dict[str, dict[str, float]] = {}
