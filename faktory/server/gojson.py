@@ -547,6 +547,23 @@ def loads(data: bytes) -> Any:
         raise JSONError(error_text(data, exc, valid)) from None
 
 
+def decode_valid(data: bytes) -> Any:
+    """What :func:`loads` returns for ``data`` that Go's scanner accepts, nested too little to
+    run out of recursion and with no integer too long for ``int()`` (the sliced parse of a
+    big line checked that first): the same decoders, without the error handling."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = _fix_text(data.decode("utf-8", "surrogateescape"))
+    if b"-0" in data and _MAYBE_NEG_ZERO(data) is not None:
+        return _nz_loads(text)
+    if _scan_once is not None and text and text[0] not in _JSON_WS:
+        obj, end = _scan_once(text, 0)
+        if end == len(text):
+            return obj
+    return _py_loads(text)
+
+
 # --------------------------------------------------------------------------- decoding
 
 def kind_of(value: Any) -> str:
@@ -1038,10 +1055,13 @@ _JOB_INT = frozenset(("retry", "reserve_for", "backtrace"))
 _INT64 = 1 << 63
 
 
-def fast_job(value: Any) -> dict[str, Any] | None:
+def fast_job(value: Any, args: list[Any] | None = None) -> dict[str, Any] | None:
     """``decode_struct(value, JOB)`` for the common payload (exact field names, strings
     where strings go, plain integers, an ``args`` list, a ``custom`` object), or ``None``
-    when ``value`` is anything else: then :func:`decode_job` gives the result."""
+    when ``value`` is anything else: then :func:`decode_job` gives the result.
+
+    ``args``: ``normalize_any(value["args"])`` when the caller already has it (worked out a
+    slice at a time for a huge list)."""
     if type(value) is not dict:
         return None
     for key, item in value.items():
@@ -1058,9 +1078,12 @@ def fast_job(value: Any) -> dict[str, Any] | None:
         elif key != "custom" or t is not dict:
             return None
     try:
-        args = value.get("args")
         if args is not None:
-            value["args"] = normalize_any(args)
+            value["args"] = args
+        else:
+            args = value.get("args")
+            if args is not None:
+                value["args"] = normalize_any(args)
         custom = value.get("custom")
         if custom is not None:
             value["custom"] = normalize_any(custom)
