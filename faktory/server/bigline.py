@@ -48,7 +48,7 @@ CHUNK = 64 * 1024
 #: is ``sys.getrecursionlimit()``, 1,000, less the frames of the caller)
 GUARD = 400
 #: list items normalised per step (:func:`normalize_list`)
-NORMALIZE_STEP = 50_000
+NORMALIZE_STEP = 4096
 
 _WS = b" \t\r\n"
 _E = {2: "looking for beginning of value", 3: "looking for beginning of object key string",

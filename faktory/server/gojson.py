@@ -631,12 +631,16 @@ def _field_for(schema: Schema, key: str) -> str | None:
 
 
 def decode_struct(value: Any, schema: Schema, errors: _Errors | None = None, *,
-                  struct: str = "", path: str = "") -> dict[str, Any] | None:
+                  struct: str = "", path: str = "",
+                  known: tuple[Any, Any] | None = None) -> dict[str, Any] | None:
     """Decode a parsed JSON value into ``schema`` the Go way.
 
     Returns a dict of the fields present (JSON names as keys, normalised values), or
     ``None`` for JSON ``null``.  The first type error is left in ``errors.first``, or
     raised as :class:`JSONError` when no ``errors`` collector is given.
+
+    ``known``: ``(item, normalised)``, where a field's value is ``item`` (that very list or
+    dict), ``normalised`` is ``normalize_any(item)`` or the exception it raised.
     """
     errs = errors if errors is not None else _Errors()
     if value is None:
@@ -652,7 +656,7 @@ def decode_struct(value: Any, schema: Schema, errors: _Errors | None = None, *,
                 continue
             _, kind, gotype, sub = schema.fields[name]
             fpath = f"{path}.{name}" if path else name
-            decoded = _decode_field(item, kind, gotype, sub, errs, top, fpath)
+            decoded = _decode_field(item, kind, gotype, sub, errs, top, fpath, known)
             if decoded is not _SKIP:
                 out[name] = decoded
     if errors is None and errs.first is not None:
@@ -664,7 +668,7 @@ _SKIP = object()
 
 
 def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _Errors,
-                  struct: str, path: str) -> Any:
+                  struct: str, path: str, known: tuple[Any, Any] | None = None) -> Any:
     if item is None:
         # null: no effect on scalars; pointers, slices and maps become nil
         return None if kind in (PTR_INT, ANY_LIST, ANY_MAP, STR_LIST, STRUCT) else _SKIP
@@ -694,6 +698,10 @@ def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _
             _type_error(errs, kind_of(item), struct, path, gotype)
             return _SKIP
         try:
+            if known is not None and known[0] is item:
+                if isinstance(known[1], _Overflow):
+                    raise known[1]
+                return known[1]
             return normalize_any(item)
         except _Overflow as exc:
             _type_error(errs, "number " + exc.args[0], struct, path, "float64")
@@ -722,7 +730,10 @@ def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _
 
 
 class _Overflow(Exception):
-    pass
+    """A number float64 cannot hold (in :func:`normalize_any`); ``args[0]``: its literal."""
+
+
+Overflow = _Overflow
 
 
 _TOKEN = "\x00" + secrets.token_hex(6) + ":"
@@ -1092,13 +1103,17 @@ def fast_job(value: Any, args: list[Any] | None = None) -> dict[str, Any] | None
     return value
 
 
-def decode_job(value: Any, errors: _Errors) -> dict[str, Any] | None:
+def decode_job(value: Any, errors: _Errors, args: tuple[Any, Any] | None = None) -> dict[str, Any] | None:
     """``decode_struct(value, JOB, errors)`` with :func:`fast_job`'s fast path for the
-    common payload.  Anything else takes the general path (same result)."""
-    job = fast_job(value)
-    if job is not None:
-        return job
-    return decode_struct(value, JOB, errors)
+    common payload.  Anything else takes the general path (same result).
+
+    ``args``: ``(value["args"], normalize_any(value["args"]) or the exception it raised)``
+    when the caller already has it (worked out a slice at a time for a huge list)."""
+    if args is None or not isinstance(args[1], _Overflow):  # (else fast_job gives None)
+        job = fast_job(value, None if args is None else args[1])
+        if job is not None:
+            return job
+    return decode_struct(value, JOB, errors, known=args)
 
 
 def errors() -> _Errors:

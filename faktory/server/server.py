@@ -570,19 +570,23 @@ class ServerConnection(asyncio.Protocol):
                 obj = gojson.loads(line[5:])
             except gojson.JSONError as exc:
                 return _err(f"invalid JSON: {exc}")
-        args = None
+        args: tuple[Any, Any] | None = None
         if type(obj) is dict and type(obj.get("args")) is list:
+            # the args of a huge job normalised in steps (for the fast and the general path)
+            raw = obj["args"]
             try:
-                args = yield from bigline.normalize_list(obj["args"])
-            except Exception:
-                args = None  # fast_job meets the same number and says what to do
+                args = (raw, (yield from bigline.normalize_list(raw)))
+            except gojson.Overflow as exc:  # a number float64 cannot hold: decode_job reports it
+                args = (raw, exc)
         return self._push_obj(obj, args)
 
-    def _push_obj(self, obj: Any, args: list[Any] | None = None) -> bytes:
-        job = gojson.fast_job(obj, args)
+    def _push_obj(self, obj: Any, args: tuple[Any, Any] | None = None) -> bytes:
+        job = None
+        if args is None or not isinstance(args[1], gojson.Overflow):  # (else fast_job gives None)
+            job = gojson.fast_job(obj, None if args is None else args[1])
         if job is None:
             errs = gojson.errors()
-            job = gojson.decode_job(obj, errs)
+            job = gojson.decode_job(obj, errs, args)
             if errs.first is not None:
                 return _err(f"invalid JSON: {errs.first}")
             if job is None:
