@@ -36,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - the pure-Python installation
     _jscan = None
 
-__all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list"]
+__all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list", "normalize_args"]
 
 #: payloads over this many bytes are parsed by :func:`parse` (smaller ones take a few ms at most)
 BIG_LINE = 64 * 1024
@@ -173,6 +173,15 @@ def _members(result: Any, part: bytes, is_obj: bool) -> None:
         result.update(gojson.decode_valid(b"{" + part + b"}"))
     else:
         result.extend(gojson.decode_valid(b"[" + part + b"]"))
+
+
+def normalize_args(items: list[Any]) -> Generator[None, None, Any]:
+    """:func:`normalize_list`, or the exception it raised for a number float64 cannot hold
+    (what ``gojson.decode_job(..., args=(items, this))`` takes)."""
+    try:
+        return (yield from normalize_list(items))
+    except gojson._Overflow as exc:
+        return exc
 
 
 def normalize_list(items: list[Any]) -> Generator[None, None, list[Any]]:

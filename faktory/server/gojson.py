@@ -733,9 +733,6 @@ class _Overflow(Exception):
     """A number float64 cannot hold (in :func:`normalize_any`); ``args[0]``: its literal."""
 
 
-Overflow = _Overflow
-
-
 _TOKEN = "\x00" + secrets.token_hex(6) + ":"
 _TOKEN_RE = re.compile(re.escape(json.dumps(_TOKEN)[:-1]) + r'(-?[0-9][0-9.e+-]*)\\u0000"')
 _TWO53 = 1 << 53

@@ -573,16 +573,12 @@ class ServerConnection(asyncio.Protocol):
         args: tuple[Any, Any] | None = None
         if type(obj) is dict and type(obj.get("args")) is list:
             # the args of a huge job normalised in steps (for the fast and the general path)
-            raw = obj["args"]
-            try:
-                args = (raw, (yield from bigline.normalize_list(raw)))
-            except gojson.Overflow as exc:  # a number float64 cannot hold: decode_job reports it
-                args = (raw, exc)
+            args = (obj["args"], (yield from bigline.normalize_args(obj["args"])))
         return self._push_obj(obj, args)
 
     def _push_obj(self, obj: Any, args: tuple[Any, Any] | None = None) -> bytes:
         job = None
-        if args is None or not isinstance(args[1], gojson.Overflow):  # (else fast_job gives None)
+        if args is None or not isinstance(args[1], Exception):  # (an overflow: fast_job gives None)
             job = gojson.fast_job(obj, None if args is None else args[1])
         if job is None:
             errs = gojson.errors()

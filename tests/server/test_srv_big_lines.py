@@ -59,6 +59,9 @@ SHAPES: dict[str, tuple[bytes, bytes]] = {
     "valid JSON, retry a string": (
         b'PUSH {"jid":"big-bad-retry","jobtype":"X","retry":"often","args":[' + _fill(b"1.5,") + b"0]}",
         b"-ERR invalid JSON: json: cannot unmarshal string into Go struct field Job.retry of type int\r\n"),
+    "valid JSON, a number float64 cannot hold": (
+        b'PUSH {"jid":"big-overflow","jobtype":"X","args":[' + _fill(b"1.5,") + b"1e400,2]}",
+        b"-ERR invalid JSON: json: cannot unmarshal number 1e400 into Go struct field Job.args of type float64\r\n"),
     "PUSHB, error at the end": (
         b"PUSHB [" + _fill(b'{"jid":"big-pushb-bad","jobtype":"X","args":[1]},') + b"]",
         b"-ERR invalid JSON: invalid character ']' looking for beginning of value\r\n"),
