@@ -38,7 +38,8 @@ else:
         from Cython.Build import cythonize
 
         ext_modules = cythonize(
-            [Extension("faktory._resp", ["faktory/_resp.pyx"])],
+            [Extension("faktory._resp", ["faktory/_resp.pyx"]),
+             Extension("faktory.server._jscan", ["faktory/server/_jscan.pyx"])],
             compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
         )
     except Exception as exc:  # no Cython, or it could not translate the module

@@ -7,7 +7,10 @@ run one after another, each on connections of its own, and the figure gated is t
 client's worst INFO during any case (and the case it happened in):
 
 * random byte lines, and mutated valid commands (PUSH with broken JSON, bad verbs...);
-* one 10 MB malformed PUSH line;
+* one 10 MB malformed PUSH line, and 10 MB lines of other shapes (below): numbers, strings,
+  nested arrays and objects, 300 levels deep, cut off at the end, each with its syntax error
+  at the very end (the whole line must be read to find it), valid JSON that is not a valid
+  job, and a valid 10 MB PUSHB;
 * one PUSHB of 20,000 jobs, and 10,000 pipelined INFO commands;
 * 1,000 connections opened at once, then dropped;
 * slowloris: 200 connections each dribbling a command a byte at a time;
@@ -37,9 +40,12 @@ BENCHMARK_GATES = [
      "figure": "worst good-client INFO ms", "by": "test_fuzz_server", "max": 150.0,
      "note": "3 runs: 66.9 / 68.4 / 72.8 ms, always the 10 MB line (before the server sliced its "
              "work: 3,079 ms, at 10,000 pipelined INFO); wall-clock, so the bound keeps 2x room"},
-    {"name": "fuzzed server: a 10 MB malformed line delays another client's INFO < 100 ms",
-     "figure": "10 MB malformed PUSH ms", "by": "test_fuzz_server", "max": 100.0,
-     "note": "issue 10's target; 3 runs: 66.9 / 68.4 / 72.8 ms"},
+    {"name": "fuzzed server: any 10 MB line delays another client's INFO < 100 ms",
+     "figure": "worst 10 MB line ms", "by": "test_fuzz_server", "max": 100.0,
+     "note": "issue 10's target, the worst of the 10 MB shapes (each in the report); 3 runs before "
+             "the sliced parse of big lines: 5,088 / 3,108 / 4,661 ms (nested, error at the end); after, "
+             "at load 2-3: 219 / 183 / 110 ms, always the valid 10 MB PUSHB (every other shape 17-43 "
+             "ms): not met yet, the PUSHB's cyclic-GC passes over the jobs it builds and stores"},
 ]
 
 _FIGURES: dict[str, Any] = {}
@@ -90,6 +96,72 @@ async def _huge_malformed(port: int, rng: random.Random) -> None:
     reader, writer = await _raw(port)
     writer.write(b'PUSH {"jid":"' + b"x" * (10 * 1024 * 1024) + b'\r\n')
     await writer.drain()
+    await reader.readline()
+    writer.close()
+
+
+MB10 = 10 * 1024 * 1024
+
+
+def _fill(unit: bytes) -> bytes:
+    return unit * (MB10 // len(unit))
+
+
+#: 10 MB lines, each the whole of its case's traffic: the reply the server must give
+HUGE_LINES: dict[str, tuple[bytes, bytes]] = {
+    "10 MB numbers, error at end": (
+        b'PUSH {"jid":"huge-numbers","jobtype":"X","args":[' + _fill(b"12345.678e-3,-98765,0.5,7,") + b"1,]}",
+        b"-ERR invalid JSON: invalid character ']' looking for beginning of value\r\n"),
+    "10 MB strings, error at end": (
+        b'PUSH {"jid":"huge-strings","jobtype":"X","args":[' + _fill(b'"abc\\u00e9\\n def \xc3\xa9 xyz",')
+        + b'"x" "y"]}',
+        b"-ERR invalid JSON: invalid character '\"' after array element\r\n"),
+    "10 MB nested, error at end": (
+        b'PUSH {"jid":"huge-nested","jobtype":"X","args":['
+        + _fill(b'{"a":[{"b":[1,{"c":"d"}]},[[[]]]],"e":{"f":{"g":null}}},') + b'{"a":[}]}',
+        b"-ERR invalid JSON: invalid character '}' looking for beginning of value\r\n"),
+    "10 MB 300 levels deep, error at end": (
+        b'PUSH {"jid":"huge-deep","jobtype":"X","args":' + b'[{"k":' * 150 + b"[" + _fill(b"[[1,2],{}],")
+        + b"nul]" + b"}]" * 150 + b"}",
+        b"-ERR invalid JSON: invalid character ']' in literal null (expecting 'l')\r\n"),
+    "10 MB cut off at the end": (
+        b'PUSH {"jid":"huge-cut-off","jobtype":"X","args":[' + _fill(b'1,"two",{"three":[3.0,true,null]},')
+        + b"4]",
+        b"-ERR invalid JSON: unexpected end of JSON input\r\n"),
+    "10 MB valid JSON, no jobtype": (
+        b'PUSH {"jid":"huge-no-jobtype","args":[' + _fill(b'123456,"abcdef",') + b"0]}",
+        b"-ERR jobs must have a jobtype parameter\r\n"),
+}
+
+
+def _huge_line(name: str) -> Callable[[int, random.Random], Awaitable[None]]:
+    line, expected = HUGE_LINES[name]
+
+    async def case(port: int, rng: random.Random) -> None:
+        reader, writer = await _raw(port)
+        writer.write(line + b"\r\n")
+        await writer.drain()
+        reply = await reader.readline()
+        assert reply == expected, (name, reply[:200])
+        writer.close()
+    return case
+
+
+def pushb_10mb() -> bytes:
+    """A valid PUSHB line of about 10 MB (100,000 jobs of about 100 bytes)."""
+    jobs = [{"jid": f"bulk{i:012d}", "jobtype": "X", "args": [i, "abcdefghij" * 3], "queue": "fuzzbulk"}
+            for i in range(MB10 // 105)]
+    return b"PUSHB " + json.dumps(jobs).encode()
+
+
+async def _pushb_10mb(port: int, rng: random.Random) -> None:
+    line = pushb_10mb()
+    reader, writer = await _raw(port)
+    writer.write(line + b"\r\n")
+    await writer.drain()
+    assert await reader.readline() == b"$2\r\n"
+    await reader.readline()
+    writer.write(b"QUEUE REMOVE fuzzbulk\r\n")
     await reader.readline()
     writer.close()
 
@@ -149,6 +221,8 @@ CASES: dict[str, Callable[[int, random.Random], Awaitable[None]]] = {
     "random byte lines": _random_lines,
     "mutated commands": _mutated,
     "10 MB malformed PUSH": _huge_malformed,
+    **{name: _huge_line(name) for name in HUGE_LINES},
+    "10 MB PUSHB": _pushb_10mb,
     "PUSHB of 20,000 jobs": _big_pushb,
     "10,000 pipelined INFO": _pipelined_info,
     "1,000 connections at once": _many_connections,
@@ -201,5 +275,5 @@ def test_fuzz_server(benchmark, record_figure, server: ServerProcess) -> None:
     _FIGURES["cases"] = results
     worst_case = max(results, key=lambda name: results[name][0])
     record_figure("worst good-client INFO ms", results[worst_case][0])
-    record_figure("10 MB malformed PUSH ms", results["10 MB malformed PUSH"][0])
+    record_figure("worst 10 MB line ms", max(results[name][0] for name in results if name.startswith("10 MB")))
     benchmark.extra_info.update({"cases": results, "worst case": worst_case})

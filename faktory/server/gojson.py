@@ -547,6 +547,23 @@ def loads(data: bytes) -> Any:
         raise JSONError(error_text(data, exc, valid)) from None
 
 
+def decode_valid(data: bytes) -> Any:
+    """What :func:`loads` returns for ``data`` that Go's scanner accepts, nested too little to
+    run out of recursion and with no integer too long for ``int()`` (the sliced parse of a
+    big line checked that first): the same decoders, without the error handling."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = _fix_text(data.decode("utf-8", "surrogateescape"))
+    if b"-0" in data and _MAYBE_NEG_ZERO(data) is not None:
+        return _nz_loads(text)
+    if _scan_once is not None and text and text[0] not in _JSON_WS:
+        obj, end = _scan_once(text, 0)
+        if end == len(text):
+            return obj
+    return _py_loads(text)
+
+
 # --------------------------------------------------------------------------- decoding
 
 def kind_of(value: Any) -> str:
@@ -614,12 +631,16 @@ def _field_for(schema: Schema, key: str) -> str | None:
 
 
 def decode_struct(value: Any, schema: Schema, errors: _Errors | None = None, *,
-                  struct: str = "", path: str = "") -> dict[str, Any] | None:
+                  struct: str = "", path: str = "",
+                  known: tuple[Any, Any] | None = None) -> dict[str, Any] | None:
     """Decode a parsed JSON value into ``schema`` the Go way.
 
     Returns a dict of the fields present (JSON names as keys, normalised values), or
     ``None`` for JSON ``null``.  The first type error is left in ``errors.first``, or
     raised as :class:`JSONError` when no ``errors`` collector is given.
+
+    ``known``: ``(item, normalised)``, where a field's value is ``item`` (that very list or
+    dict), ``normalised`` is ``normalize_any(item)`` or the exception it raised.
     """
     errs = errors if errors is not None else _Errors()
     if value is None:
@@ -635,7 +656,7 @@ def decode_struct(value: Any, schema: Schema, errors: _Errors | None = None, *,
                 continue
             _, kind, gotype, sub = schema.fields[name]
             fpath = f"{path}.{name}" if path else name
-            decoded = _decode_field(item, kind, gotype, sub, errs, top, fpath)
+            decoded = _decode_field(item, kind, gotype, sub, errs, top, fpath, known)
             if decoded is not _SKIP:
                 out[name] = decoded
     if errors is None and errs.first is not None:
@@ -647,7 +668,7 @@ _SKIP = object()
 
 
 def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _Errors,
-                  struct: str, path: str) -> Any:
+                  struct: str, path: str, known: tuple[Any, Any] | None = None) -> Any:
     if item is None:
         # null: no effect on scalars; pointers, slices and maps become nil
         return None if kind in (PTR_INT, ANY_LIST, ANY_MAP, STR_LIST, STRUCT) else _SKIP
@@ -677,6 +698,10 @@ def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _
             _type_error(errs, kind_of(item), struct, path, gotype)
             return _SKIP
         try:
+            if known is not None and known[0] is item:
+                if isinstance(known[1], _Overflow):
+                    raise known[1]
+                return known[1]
             return normalize_any(item)
         except _Overflow as exc:
             _type_error(errs, "number " + exc.args[0], struct, path, "float64")
@@ -705,7 +730,7 @@ def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _
 
 
 class _Overflow(Exception):
-    pass
+    """A number float64 cannot hold (in :func:`normalize_any`); ``args[0]``: its literal."""
 
 
 _TOKEN = "\x00" + secrets.token_hex(6) + ":"
@@ -1038,10 +1063,13 @@ _JOB_INT = frozenset(("retry", "reserve_for", "backtrace"))
 _INT64 = 1 << 63
 
 
-def fast_job(value: Any) -> dict[str, Any] | None:
+def fast_job(value: Any, args: list[Any] | None = None) -> dict[str, Any] | None:
     """``decode_struct(value, JOB)`` for the common payload (exact field names, strings
     where strings go, plain integers, an ``args`` list, a ``custom`` object), or ``None``
-    when ``value`` is anything else: then :func:`decode_job` gives the result."""
+    when ``value`` is anything else: then :func:`decode_job` gives the result.
+
+    ``args``: ``normalize_any(value["args"])`` when the caller already has it (worked out a
+    slice at a time for a huge list)."""
     if type(value) is not dict:
         return None
     for key, item in value.items():
@@ -1058,9 +1086,12 @@ def fast_job(value: Any) -> dict[str, Any] | None:
         elif key != "custom" or t is not dict:
             return None
     try:
-        args = value.get("args")
         if args is not None:
-            value["args"] = normalize_any(args)
+            value["args"] = args
+        else:
+            args = value.get("args")
+            if args is not None:
+                value["args"] = normalize_any(args)
         custom = value.get("custom")
         if custom is not None:
             value["custom"] = normalize_any(custom)
@@ -1069,13 +1100,17 @@ def fast_job(value: Any) -> dict[str, Any] | None:
     return value
 
 
-def decode_job(value: Any, errors: _Errors) -> dict[str, Any] | None:
+def decode_job(value: Any, errors: _Errors, args: tuple[Any, Any] | None = None) -> dict[str, Any] | None:
     """``decode_struct(value, JOB, errors)`` with :func:`fast_job`'s fast path for the
-    common payload.  Anything else takes the general path (same result)."""
-    job = fast_job(value)
-    if job is not None:
-        return job
-    return decode_struct(value, JOB, errors)
+    common payload.  Anything else takes the general path (same result).
+
+    ``args``: ``(value["args"], normalize_any(value["args"]) or the exception it raised)``
+    when the caller already has it (worked out a slice at a time for a huge list)."""
+    if args is None or not isinstance(args[1], _Overflow):  # (else fast_job gives None)
+        job = fast_job(value, None if args is None else args[1])
+        if job is not None:
+            return job
+    return decode_struct(value, JOB, errors, known=args)
 
 
 def errors() -> _Errors:

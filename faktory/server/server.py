@@ -25,10 +25,10 @@ import secrets
 import socket
 import ssl as _ssl
 import time
-from typing import Any
+from typing import Any, Generator
 from urllib.parse import quote
 
-from faktory.server import gojson
+from faktory.server import bigline, gojson
 from faktory.server.clock import Clock
 from faktory.server.persist import JobRecord, MemoryPersistence, Persistence
 from faktory.server.store import Store
@@ -183,7 +183,7 @@ class ServerConnection(asyncio.Protocol):
     __slots__ = ("srv", "store", "transport", "state", "worker", "wid", "queues", "_buf",
                  "_out", "_blocked", "_timer", "_salt", "_iters", "_counted", "_fetch_line",
                  "_fetch_queues", "_close_after_flush", "_paused_reading", "_write_paused",
-                 "_resume_scheduled", "_acct", "_active", "_idle_since")
+                 "_resume_scheduled", "_acct", "_active", "_idle_since", "_work", "_held")
 
     def __init__(self, srv: "FaktoryServer") -> None:
         self.srv = srv
@@ -206,7 +206,9 @@ class ServerConnection(asyncio.Protocol):
         self._paused_reading = False
         self._write_paused = False
         self._resume_scheduled = False
-        self._acct = 0          # bytes of _buf counted in srv.buffered
+        self._acct = 0          # bytes of _buf (and _held) counted in srv.buffered
+        self._work: Generator[None, None, bytes | None] | None = None  # a big line's sliced parse
+        self._held = 0          # bytes of the line that _work parses
         self._active = True     # a command ran since the idle sweep last looked
         self._idle_since = 0.0
 
@@ -235,6 +237,7 @@ class ServerConnection(asyncio.Protocol):
         srv = self.srv
         srv._conns.discard(self)
         self._buf.clear()
+        self._drop_work()
         self._account()
         if self._timer is not None:
             self._timer.cancel()
@@ -314,9 +317,10 @@ class ServerConnection(asyncio.Protocol):
         self._account()
 
     def _account(self) -> None:
-        """Keep ``srv.buffered`` (bytes held in every connection's input buffer) current;
-        over ``srv.max_buffered``, the largest buffers are dropped with their connections."""
-        size = len(self._buf)
+        """Keep ``srv.buffered`` (bytes held in every connection's input buffer, and the big
+        lines being parsed) current; over ``srv.max_buffered``, the largest buffers are
+        dropped with their connections."""
+        size = len(self._buf) + self._held
         delta = size - self._acct
         if delta:
             self._acct = size
@@ -394,6 +398,56 @@ class ServerConnection(asyncio.Protocol):
             data = bytes(self._buf)
             self._buf.clear()
             self._run(data)
+            self._account()
+
+    # ------------------------------------------------------------------ big lines
+
+    def _start_work(self, line: bytes, work: Generator[None, None, bytes | None]) -> None:
+        """Answer a big line by ``work``, a generator run a slice per pass of the event loop
+        (:mod:`faktory.server.bigline`) that returns the reply (``None``: it handed the
+        command on to later passes, as a big PUSHB does); meanwhile this connection's
+        later commands wait, as behind a FETCH, and the line counts as buffered input."""
+        self._blocked = True
+        self.queues = ()
+        self._work = work
+        self._held = len(line)
+        self._account()
+        self.srv._loop.call_soon(self._step)
+
+    def _step(self) -> None:
+        work = self._work
+        if work is None:
+            return  # the connection went away
+        srv = self.srv
+        if srv._closing:
+            self._drop_work()
+            self._close_after_flush = True
+            self._finish_blocked(b"-ERR shutdown in progress\r\n")
+            return
+        deadline = time.perf_counter() + srv.slice_seconds
+        try:
+            while True:
+                next(work)
+                if time.perf_counter() >= deadline:
+                    break
+        except StopIteration as done:
+            self._drop_work()
+            if done.value is not None:
+                self._finish_blocked(done.value)
+            return
+        except Exception:  # the real server recovers panics the same way
+            log.exception("internal error while handling a %d-byte line", self._held)
+            self._drop_work()
+            self._finish_blocked(INTERNAL)
+            return
+        srv._loop.call_soon(self._step)
+
+    def _drop_work(self) -> None:
+        if self._work is not None:
+            self._work.close()
+            self._work = None
+        if self._held:
+            self._held = 0
             self._account()
 
     def _unblock(self) -> None:
@@ -495,17 +549,40 @@ class ServerConnection(asyncio.Protocol):
         self._close_after_flush = True
         return None
 
-    def cmd_push(self, line: bytes) -> bytes:
+    def cmd_push(self, line: bytes) -> bytes | None:
         if len(line) < 5:
             return INTERNAL
+        if len(line) > bigline.BIG_LINE and bigline.available():
+            self._start_work(line, self._push_sliced(line))
+            return None
         try:
             obj = gojson.loads(line[5:])
         except gojson.JSONError as exc:
             return _err(f"invalid JSON: {exc}")
-        job = gojson.fast_job(obj)
+        return self._push_obj(obj)
+
+    def _push_sliced(self, line: bytes) -> Generator[None, None, bytes]:
+        kind, obj = yield from bigline.parse(line, 5)
+        if kind == "error":
+            return _err(f"invalid JSON: {obj}")
+        if kind == "legacy":
+            try:
+                obj = gojson.loads(line[5:])
+            except gojson.JSONError as exc:
+                return _err(f"invalid JSON: {exc}")
+        args: tuple[Any, Any] | None = None
+        if type(obj) is dict and type(obj.get("args")) is list:
+            # the args of a huge job normalised in steps (for the fast and the general path)
+            args = (obj["args"], (yield from bigline.normalize_args(obj["args"])))
+        return self._push_obj(obj, args)
+
+    def _push_obj(self, obj: Any, args: tuple[Any, Any] | None = None) -> bytes:
+        job = None
+        if args is None or not isinstance(args[1], Exception):  # (an overflow: fast_job gives None)
+            job = gojson.fast_job(obj, None if args is None else args[1])
         if job is None:
             errs = gojson.errors()
-            job = gojson.decode_job(obj, errs)
+            job = gojson.decode_job(obj, errs, args)
             if errs.first is not None:
                 return _err(f"invalid JSON: {errs.first}")
             if job is None:
@@ -518,10 +595,27 @@ class ServerConnection(asyncio.Protocol):
     def cmd_pushb(self, line: bytes) -> bytes | None:
         if len(line) < 6:
             return INTERNAL
+        if len(line) > bigline.BIG_LINE and bigline.available():
+            self._start_work(line, self._pushb_sliced(line))
+            return None
         try:
             obj = gojson.loads(line[6:])
         except gojson.JSONError as exc:
             return _err(f"invalid JSON: {exc}")
+        return self._pushb_obj(obj)
+
+    def _pushb_sliced(self, line: bytes) -> Generator[None, None, bytes | None]:
+        kind, obj = yield from bigline.parse(line, 6)
+        if kind == "error":
+            return _err(f"invalid JSON: {obj}")
+        if kind == "legacy":
+            try:
+                obj = gojson.loads(line[6:])
+            except gojson.JSONError as exc:
+                return _err(f"invalid JSON: {exc}")
+        return self._pushb_obj(obj)
+
+    def _pushb_obj(self, obj: Any) -> bytes | None:
         if obj is None:
             obj = []
         if not isinstance(obj, list):
@@ -1060,6 +1154,7 @@ class FaktoryServer:
             log.warning("closing a connection holding %d buffered bytes: all connections hold %d, "
                         "more than max_buffered (%d)", conn._acct, self.buffered, self.max_buffered)
             conn._buf.clear()
+            conn._drop_work()
             conn._account()
             if conn.transport is not None:
                 conn.transport.abort()

@@ -1,0 +1,204 @@
+"""A big payload (a PUSH or PUSHB line over :data:`BIG_LINE` bytes) parsed a slice at a time.
+
+Python's JSON decoder reads a payload in one call that holds the event loop: for 10 MB,
+a third of a second to seconds (numbers, nested containers), and for a malformed one the
+error text is worked out on top.  :func:`parse` is a generator instead: each step does a
+bounded piece of work (about a megabyte of scanning, or some 64 KB of decoding) and the
+server runs the steps a few milliseconds per pass of its loop, so the other connections are
+answered in between.
+
+1. The compiled scanner (:mod:`faktory.server._jscan`, Go's scanner as a state machine)
+   reads the whole payload.  A syntax error ends it: the reply is Go's text, as
+   :func:`gojson.loads` gives it, and no object was built.
+2. A valid payload is decoded by Python's decoder a run of members at a time: the scanner
+   noted where the big containers start and end and commas between their members; each
+   run of small members is decoded by itself and the pieces put together (the same values,
+   key order and last-duplicate-wins as one call would give).
+
+What ``gojson.loads`` would do differently from Go (run out of recursion nested a
+thousand deep, refuse an integer of more than 4,300 digits) is decided from what the
+scanner saw, with the same result; where the scan cannot tell (nesting deeper than
+:data:`GUARD` before the end), the step is the plain ``gojson.loads`` in one go, as before.
+
+Without the compiled scanner (a pure-Python installation) :func:`available` is false and the
+server parses big lines in one go, as before.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Generator
+
+from faktory.server import gojson
+
+_jscan: Any
+try:
+    from faktory.server import _jscan
+except ImportError:  # pragma: no cover - the pure-Python installation
+    _jscan = None
+
+__all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list", "normalize_args"]
+
+#: payloads over this many bytes are parsed by :func:`parse` (smaller ones take a few ms at most)
+BIG_LINE = 64 * 1024
+#: bytes scanned per step
+SCAN_STEP = 512 * 1024
+#: the most bytes of members decoded in one call (besides one member, itself smaller)
+CHUNK = 64 * 1024
+#: nesting up to this deep is known not to run Python's decoder out of recursion (its limit
+#: is ``sys.getrecursionlimit()``, 1,000, less the frames of the caller)
+GUARD = 400
+#: list items normalised per step (:func:`normalize_list`)
+NORMALIZE_STEP = 4096
+
+_WS = b" \t\r\n"
+_E = {2: "looking for beginning of value", 3: "looking for beginning of object key string",
+      4: "after object key", 5: "after object key:value pair", 6: "after array element",
+      7: "after top-level value", 8: "in string literal", 9: "in string escape code",
+      10: "in \\u hexadecimal character escape", 11: "in numeric literal",
+      12: "after decimal point in numeric literal", 13: "in exponent of numeric literal"}
+_WORDS = ("true", "false", "null")
+
+Outcome = tuple[str, Any]
+"""``("value", obj)``: what ``gojson.loads`` returns; ``("error", text)``: the text of its
+``JSONError``; ``("legacy", None)``: call ``gojson.loads`` (the scan could not tell)."""
+
+
+def available() -> bool:
+    """Whether the compiled scanner is there (else big lines are parsed in one go)."""
+    return _jscan is not None
+
+
+def _error_text(scanner: Any) -> str:
+    code = scanner.error
+    if code == 1:
+        return "unexpected end of JSON input"
+    char = gojson._quote_char(scanner.error_byte)
+    if code == 14:
+        expect = gojson._quote_char(scanner.error_expect)
+        return f"invalid character {char} in literal {_WORDS[scanner.error_word]} (expecting {expect})"
+    return f"invalid character {char} {_E[code]}"
+
+
+def scan(line: bytes, start: int) -> Generator[None, None, Any]:
+    """Scan ``line[start:]`` a step at a time; returns the finished scanner."""
+    max_digits = getattr(sys, "get_int_max_str_digits", lambda: 0)()
+    limit = sys.getrecursionlimit()
+    scanner = _jscan.Scanner(start, min(GUARD, limit // 2), limit, max_digits, CHUNK)
+    n = len(line)
+    while not scanner.scan(line, scanner.pos + SCAN_STEP):
+        if scanner.pos >= n:
+            scanner.finish()
+            break
+        yield
+    return scanner
+
+
+def parse(line: bytes, start: int) -> Generator[None, None, Outcome]:
+    """``gojson.loads(line[start:])`` a step at a time (see the module's docstring)."""
+    scanner = yield from scan(line, start)
+    if scanner.hard_stop:
+        return ("error", "exceeded max depth")  # deeper than Python's decoder can go
+    deep = scanner.guard_pos
+    big_int = scanner.big_int_pos
+    if scanner.error:
+        if deep >= 0 and (big_int < 0 or deep < big_int):
+            return ("legacy", None)  # may run out of recursion before the error, or not
+        return ("error", _error_text(scanner))
+    if big_int >= 0 and (deep < 0 or big_int < deep):
+        return ("error", "invalid JSON")  # int() refuses it; Go's scanner finds no error
+    if deep >= 0:
+        return ("legacy", None)
+    try:
+        value = yield from _build(line, start, scanner.big, scanner.marks)
+    except (ValueError, RecursionError):  # pragma: no cover - the scan said it would not
+        return ("legacy", None)
+    return ("value", value)
+
+
+def _build(line: bytes, start: int, big: list[tuple[int, int, int, int]],
+           marks: list[tuple[int, int]]) -> Generator[None, None, Any]:
+    top = start
+    while top < len(line) and line[top] in _WS:
+        top += 1
+    info = {rec[0]: rec for rec in big}
+    if top not in info:  # one huge string or number: one call
+        return gojson.decode_valid(line[start:])
+    children: dict[int, list[tuple[int, int, int, int]]] = {}
+    for rec in big:
+        children.setdefault(rec[3], []).append(rec)
+    cuts: dict[int, list[int]] = {}
+    for container, comma in marks:
+        cuts.setdefault(container, []).append(comma)
+    value = yield from _container(line, top, info, children, cuts)
+    return value
+
+
+def _container(line: bytes, at: int, info: dict[int, tuple[int, int, int, int]],
+               children: dict[int, list[tuple[int, int, int, int]]],
+               cuts: dict[int, list[int]]) -> Generator[None, None, Any]:
+    end = info[at][1]
+    is_obj = line[at] == 0x7B
+    result: Any = {} if is_obj else []
+    events: list[tuple[int, int, tuple[int, int, int, int] | None]] = [
+        (comma, 0, None) for comma in cuts.get(at, ())]
+    events.extend(((rec[2] if is_obj else rec[0]), 1, rec) for rec in children.get(at, ()))
+    events.sort()
+    pos = at + 1
+    for where, _, child in events:
+        _members(result, line[pos:where], is_obj)
+        yield
+        if child is None:
+            pos = where + 1
+            continue
+        value = yield from _container(line, child[0], info, children, cuts)
+        if is_obj:
+            result[gojson.decode_valid(line[child[2]:child[0]].rstrip(_WS + b":"))] = value
+        else:
+            result.append(value)
+        pos = child[1] + 1
+    _members(result, line[pos:end], is_obj)
+    return result
+
+
+def _members(result: Any, part: bytes, is_obj: bool) -> None:
+    # a run of whole members, maybe with the commas around it
+    part = part.strip(_WS)
+    if part[:1] == b",":
+        part = part[1:].lstrip(_WS)
+    if part[-1:] == b",":
+        part = part[:-1].rstrip(_WS)
+    if not part:
+        return
+    if is_obj:
+        result.update(gojson.decode_valid(b"{" + part + b"}"))
+    else:
+        result.extend(gojson.decode_valid(b"[" + part + b"]"))
+
+
+def normalize_args(items: list[Any]) -> Generator[None, None, Any]:
+    """:func:`normalize_list`, or the exception it raised for a number float64 cannot hold
+    (what ``gojson.decode_job(..., args=(items, this))`` takes)."""
+    try:
+        return (yield from normalize_list(items))
+    except gojson._Overflow as exc:
+        return exc
+
+
+def normalize_list(items: list[Any]) -> Generator[None, None, list[Any]]:
+    """``gojson.normalize_any(items)`` (a list) a step at a time; raises what it raises."""
+    if len(items) <= NORMALIZE_STEP:
+        return gojson.normalize_any(items)  # type: ignore[no-any-return]
+    pieces = []
+    changed = False
+    for i in range(0, len(items), NORMALIZE_STEP):
+        piece = items[i:i + NORMALIZE_STEP]
+        new = gojson.normalize_any(piece)
+        changed = changed or new is not piece
+        pieces.append(new)
+        yield
+    if not changed:
+        return items
+    out: list[Any] = []
+    for piece in pieces:
+        out.extend(piece)
+    return out

@@ -1,0 +1,304 @@
+"""Big PUSH and PUSHB lines (10 MB): the right reply for every shape, and the server's other
+clients served while one is parsed (faktory.server.bigline, a slice per pass of the loop).
+
+The checks are on replies, order and state, never on elapsed time (the latency figures are
+benchmarks/bench_fuzz_server.py's).
+"""
+from __future__ import annotations
+
+import json
+import random
+import socket
+import threading
+from typing import Any, Generator, Iterator
+
+import pytest
+from conftest import Target, internals
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from srv_helpers import Raw, wait_for
+
+from faktory.server import ServerThread, bigline, gojson
+
+MB10 = 10 * 1024 * 1024
+
+
+def _fill(unit: bytes) -> bytes:
+    return unit * (MB10 // len(unit))
+
+
+#: shape -> (line, reply): each a 10 MB line whose whole length must be read to answer it
+SHAPES: dict[str, tuple[bytes, bytes]] = {
+    "numbers, error at the end": (
+        b'PUSH {"jid":"big-numbers","jobtype":"X","args":[' + _fill(b"12345.678e-3,-98765,0.5,7,") + b"1,]}",
+        b"-ERR invalid JSON: invalid character ']' looking for beginning of value\r\n"),
+    "strings, error at the end": (
+        b'PUSH {"jid":"big-strings","jobtype":"X","args":[' + _fill(b'"abc\\u00e9\\n def \xc3\xa9 xyz",')
+        + b'"x" "y"]}',
+        b"-ERR invalid JSON: invalid character '\"' after array element\r\n"),
+    "nested, error at the end": (
+        b'PUSH {"jid":"big-nested","jobtype":"X","args":['
+        + _fill(b'{"a":[{"b":[1,{"c":"d"}]},[[[]]]],"e":{"f":{"g":null}}},') + b'{"a":[}]}',
+        b"-ERR invalid JSON: invalid character '}' looking for beginning of value\r\n"),
+    "300 levels deep, error at the end": (
+        b'PUSH {"jid":"big-deep","jobtype":"X","args":' + b'[{"k":' * 150 + b"[" + _fill(b"[[1,2],{}],")
+        + b"nul]" + b"}]" * 150 + b"}",
+        b"-ERR invalid JSON: invalid character ']' in literal null (expecting 'l')\r\n"),
+    "a bad escape at the end": (
+        b'PUSH {"jid":"big-escape","jobtype":"X","args":["' + _fill(b"abcdefgh") + b'\\q"]}',
+        b"-ERR invalid JSON: invalid character 'q' in string escape code\r\n"),
+    "cut off at the end": (
+        b'PUSH {"jid":"big-cut-off","jobtype":"X","args":[' + _fill(b'1,"two",{"three":[3.0,true,null]},') + b"4]",
+        b"-ERR invalid JSON: unexpected end of JSON input\r\n"),
+    "something after the end": (
+        b'PUSH {"jid":"big-after","jobtype":"X","args":[' + _fill(b"1,2,") + b"3]} x",
+        b"-ERR invalid JSON: invalid character 'x' after top-level value\r\n"),
+    "valid JSON, no jobtype": (
+        b'PUSH {"jid":"big-no-jobtype","args":[' + _fill(b'123456,"abcdef",') + b"0]}",
+        b"-ERR jobs must have a jobtype parameter\r\n"),
+    "valid JSON, retry a string": (
+        b'PUSH {"jid":"big-bad-retry","jobtype":"X","retry":"often","args":[' + _fill(b"1.5,") + b"0]}",
+        b"-ERR invalid JSON: json: cannot unmarshal string into Go struct field Job.retry of type int\r\n"),
+    "valid JSON, a number float64 cannot hold": (
+        b'PUSH {"jid":"big-overflow","jobtype":"X","args":[' + _fill(b"1.5,") + b"1e400,2]}",
+        b"-ERR invalid JSON: json: cannot unmarshal number 1e400 into Go struct field Job.args of type float64\r\n"),
+    "PUSHB, error at the end": (
+        b"PUSHB [" + _fill(b'{"jid":"big-pushb-bad","jobtype":"X","args":[1]},') + b"]",
+        b"-ERR invalid JSON: invalid character ']' looking for beginning of value\r\n"),
+    "PUSHB of an object": (
+        b'PUSHB {"jobs":[' + _fill(b'{"jid":"big-pushb-obj","jobtype":"X","args":[1]},') + b"{}]}",
+        b"-ERR invalid JSON: json: cannot unmarshal object into Go value of type []client.Job\r\n"),
+}
+
+
+def _big_raw(target: Target) -> Raw:
+    raw = target.raw()
+    raw.sock.settimeout(60)
+    return raw
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_a_10mb_line_gets_the_reply_of_its_shape(target: Target, shape: str) -> None:
+    line, reply = SHAPES[shape]
+    raw = _big_raw(target)
+    assert raw.cmd(line + b"\r\n") == reply
+    assert raw.cmd(b'PUSH {"jid":"after-the-big-line","jobtype":"X","args":[]}\r\n') == b"+OK\r\n"
+
+
+def _jobs(n: int, queue: str) -> list[dict[str, Any]]:
+    return [{"jid": f"bulk-{queue}-{i:09d}", "jobtype": "X", "args": [i, "abcdefghij" * 3, 2.5, -0.0],
+             "queue": queue, "custom": {"k": [i]}} for i in range(n)]
+
+
+def test_a_10mb_pushb_pushes_every_job(target: Target) -> None:
+    jobs = _jobs(MB10 // 130, "big-pushb")
+    line = b"PUSHB " + json.dumps(jobs).encode() + b"\r\n"
+    assert len(line) > MB10
+    raw = _big_raw(target)
+    assert raw.cmd(line) == b"$2\r\n{}\r\n"
+    first = json.loads(raw.body(b"FETCH big-pushb\r\n"))
+    assert first["jid"] == jobs[0]["jid"] and first["args"] == [0, "abcdefghij" * 3, 2.5, -0.0]
+    info = json.loads(raw.body(b"INFO\r\n"))
+    assert info["faktory"]["queues"]["big-pushb"] == len(jobs) - 1
+    assert raw.cmd(b"QUEUE REMOVE big-pushb\r\n") == b"+OK\r\n"
+
+
+def test_a_10mb_job_is_stored_as_a_small_one_would_be(target: Target) -> None:
+    unit = b'1.0, 2.5,12345678901234567890,-0,1e-7,"<&>\\u2028",{"b":1,"a":[null,true],"b":-0.0}'
+    head = b'PUSH {"jid":"%s","jobtype":"X","queue":"big-valid","retry":3,"args":['
+    raw = _big_raw(target)
+    assert raw.cmd(head % b"small-valid-job" + unit + b"]}\r\n") == b"+OK\r\n"
+    small = raw.body(b"FETCH big-valid\r\n")
+    count = MB10 // len(unit) + 1
+    assert raw.cmd(head % b"big-valid-job" + b",".join([unit] * count) + b"]}\r\n") == b"+OK\r\n"
+    big = raw.body(b"FETCH big-valid\r\n")
+    # args the last field: the big job's are the small one's, repeated
+    stored = small[small.index(b'"args":[') + 8:-2]
+    assert small.endswith(b"]}") and big.endswith(b"]}")
+    assert big[big.index(b'"args":[') + 8:-2] == b",".join([stored] * count)
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """Big lines' parses (in a ServerThread of this process) wait, a step per pass of the
+    server's loop, until the event is set: the test sees the server between two steps."""
+    event = threading.Event()
+    parse = bigline.parse
+
+    def gated(line: bytes, start: int) -> Generator[None, None, bigline.Outcome]:
+        while not event.is_set():
+            yield
+        return (yield from parse(line, start))
+    monkeypatch.setattr(bigline, "parse", gated)
+    yield event
+    event.set()
+
+
+def _working(srv: ServerThread) -> bool:
+    return bool(srv.call(lambda: any(c._work is not None for c in srv.server._conns)))
+
+
+@internals
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_other_clients_are_served_while_a_big_line_is_parsed(gate: threading.Event) -> None:
+    line, reply = SHAPES["nested, error at the end"]
+    with ServerThread() as srv, Raw("127.0.0.1", srv.port, timeout=60) as big, \
+            Raw("127.0.0.1", srv.port) as other:
+        big.hello()
+        other.hello()
+        big.send(line + b"\r\nINFO\r\nPUSH {}\r\n")
+        wait_for(lambda: _working(srv), timeout=30)
+        # another client is answered while the line is in the middle of its parse, which
+        # counts as buffered input meanwhile
+        assert other.cmd(b"INFO\r\n").startswith(b"$")
+        assert srv.call(lambda: srv.server.buffered) >= len(line)
+        assert _working(srv)
+        gate.set()
+        # the commands behind the big line are answered after it, in order
+        assert big.reply() == reply
+        assert json.loads(big.reply().split(b"\r\n", 1)[1])["server"]["faktory_version"]
+        assert big.reply() == b"-ERR jobs must have a reasonable jid parameter\r\n"
+        assert srv.call(lambda: srv.server.buffered) == 0
+
+
+@internals
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_a_client_gone_in_the_middle_of_its_big_line_leaves_nothing_behind(gate: threading.Event) -> None:
+    line = b'PUSHB [' + _fill(b'{"jid":"gone-in-the-middle","jobtype":"X","args":[1]},') + b'{}]\r\n'
+    with ServerThread() as srv:
+        with Raw("127.0.0.1", srv.port, timeout=60) as gone:
+            gone.hello()
+            gone.send(line)
+            wait_for(lambda: _working(srv), timeout=30)
+            gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        wait_for(lambda: srv.call(lambda: not srv.server._conns and srv.server.buffered == 0), timeout=30)
+        assert srv.call(lambda: srv.server.store.queue_sizes()) == {}
+
+
+@internals
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_a_server_stopped_in_the_middle_of_a_big_line_stops(gate: threading.Event) -> None:
+    line, _ = SHAPES["numbers, error at the end"]
+    srv = ServerThread()
+    srv.start()
+    try:
+        with Raw("127.0.0.1", srv.port, timeout=60) as big:
+            big.hello()
+            big.send(line + b"\r\n")
+            wait_for(lambda: _working(srv), timeout=30)
+            srv.stop()
+            try:
+                rest = big.reply()
+            except (EOFError, ConnectionError):
+                rest = b""
+            assert rest in (b"", b"-ERR shutdown in progress\r\n")
+    finally:
+        srv.stop()
+
+
+@internals
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_big_lines_in_parse_count_towards_max_buffered(gate: threading.Event) -> None:
+    line, reply = SHAPES["nested, error at the end"]
+    with ServerThread(max_buffered=16 * 1024 * 1024) as srv, \
+            Raw("127.0.0.1", srv.port, timeout=60) as first, Raw("127.0.0.1", srv.port, timeout=60) as second:
+        first.hello()
+        second.hello()
+        first.send(line + b"\r\n")
+        wait_for(lambda: _working(srv), timeout=30)
+        # the second line's bytes and the first one's in parse: over max_buffered, the
+        # larger (the first) is dropped with its connection
+        second.send(line + b"\r\n")
+        with pytest.raises((EOFError, ConnectionError)):
+            first.reply()
+        wait_for(lambda: _working(srv), timeout=30)
+        gate.set()
+        assert second.reply() == reply
+        assert srv.call(lambda: srv.server.buffered) == 0
+
+
+# --------------------------------------------------------------------------- the same value or text as gojson.loads
+
+def _shape(value: Any) -> Any:
+    # value and exact types (GoFloat, the -0 integer, dict key order)
+    if isinstance(value, dict):
+        return ("dict", [(k, _shape(v)) for k, v in value.items()])
+    if isinstance(value, list):
+        return ("list", [_shape(v) for v in value])
+    if isinstance(value, float):
+        return (type(value).__name__, repr(value), getattr(value, "lit", None))
+    return (type(value).__name__, value)
+
+
+def _sliced(data: bytes) -> tuple[str, Any]:
+    gen = bigline.parse(data, 0)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def _loads(data: bytes) -> tuple[str, Any]:
+    try:
+        return ("value", _shape(gojson.loads(data)))
+    except gojson.JSONError as exc:
+        return ("error", str(exc))
+
+
+def _check(data: bytes) -> None:
+    kind, value = _sliced(data)
+    if kind == "legacy":
+        return
+    assert (kind, _shape(value) if kind == "value" else value) == _loads(data), data[:300]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([-0.0, 0, "", "\u00e9\u2028<&>", "\\", '"']) | st.text(),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(
+        st.sampled_from(["a", "b", "jid", "\u00e9", "args"]) | st.text(max_size=3), children, max_size=5),
+    max_leaves=60)
+
+_TOKENS = [b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b"-", b"0", b"1.", b"e", b"tru", b"nul",
+           b" ", b"\x01", b"\xff", b"\xc3", b"-0", b"1" * 5000]
+
+
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+@settings(max_examples=400, deadline=None)
+@given(json_values, st.integers(0, 2**32), st.sampled_from([8, 64, 1024]))
+def test_the_sliced_parse_gives_what_loads_gives(value: Any, seed: int, chunk: int) -> None:
+    # tiny chunks make the decoding of small documents go through every path of the big one's
+    rnd = random.Random(seed)
+    doc = json.dumps(value, ensure_ascii=rnd.random() < 0.5, separators=rnd.choice([(",", ":"), (", ", " : ")])).encode()
+    saved = bigline.CHUNK
+    bigline.CHUNK = chunk
+    try:
+        _check(doc)
+        for _ in range(3):
+            k = rnd.randrange(len(doc) + 1)
+            op = rnd.random()
+            doc = doc[:k] + rnd.choice(_TOKENS) + doc[k:] if op < 0.5 else doc[:k] + doc[k + 1:] if op < 0.8 else doc[:k]
+            _check(doc)
+    finally:
+        bigline.CHUNK = saved
+
+
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+@pytest.mark.parametrize("data", [
+    b"[" * 100_000,                                             # deeper than Python's decoder goes
+    b"[" * 2000 + b"]" * 2000,
+    b"[1," * 300 + b"]" * 300,                                   # deep, then a syntax error
+    b"[" + b"1" * 5000 + b"," + b"2," * 50_000 + b"3]",          # an integer int() refuses
+    b"[" + b"1" * 5000 + b"," + b"2," * 50_000 + b"3,]",         # ... and a syntax error after it
+    b"[" + b"1" * 5000 + b"]" + b"[" * 5000,                      # ... and deep after it
+    b"[" * 500 + b"1" * 5000 + b"]" * 500,                        # deep then a long integer
+    b"[" * 500 + b"]" * 500 + b"[" * 2000,
+    b" \r\n" * 30_000 + b'"' + b"a" * 100_000 + b'"  ',          # one huge string
+    b'{"a":' + b'{"a":1,' * 20_000 + b'"b":2' + b"}" * 20_001,    # duplicate keys, nested objects
+    b'{"a":[' + b"-0," * 40_000 + b'0],"a":[' + b"1.5e3," * 40_000 + b"2]}",
+])
+def test_the_sliced_parse_of_an_odd_payload_gives_what_loads_gives(data: bytes) -> None:
+    _check(data)
+
+
