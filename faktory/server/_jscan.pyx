@@ -1,5 +1,5 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Go's JSON scanner (``encoding/json/scanner.go``) as a resumable state machine in C.
+"""A resumable JSON scanner in C that accepts and refuses exactly what Go's ``encoding/json`` scanner does.
 
 :class:`Scanner` reads a payload a slice at a time (``scan(data, stop)`` goes on from
 where the previous call stopped), so that a 10 MB line is checked without holding the

@@ -6,6 +6,7 @@ benchmarks/bench_fuzz_server.py's).
 """
 from __future__ import annotations
 
+import gc
 import json
 import random
 import socket
@@ -153,12 +154,14 @@ def test_other_clients_are_served_while_a_big_line_is_parsed(gate: threading.Eve
         assert other.cmd(b"INFO\r\n").startswith(b"$")
         assert srv.call(lambda: srv.server.buffered) >= len(line)
         assert _working(srv)
+        assert not gc.isenabled()  # held off while the big line is worked through
         gate.set()
         # the commands behind the big line are answered after it, in order
         assert big.reply() == reply
         assert json.loads(big.reply().split(b"\r\n", 1)[1])["server"]["faktory_version"]
         assert big.reply() == b"-ERR jobs must have a reasonable jid parameter\r\n"
         assert srv.call(lambda: srv.server.buffered) == 0
+        assert gc.isenabled()
 
 
 @internals
@@ -173,6 +176,7 @@ def test_a_client_gone_in_the_middle_of_its_big_line_leaves_nothing_behind(gate:
             gone.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         wait_for(lambda: srv.call(lambda: not srv.server._conns and srv.server.buffered == 0), timeout=30)
         assert srv.call(lambda: srv.server.store.queue_sizes()) == {}
+        assert gc.isenabled()  # the holder went away with its connection
 
 
 @internals
@@ -192,8 +196,22 @@ def test_a_server_stopped_in_the_middle_of_a_big_line_stops(gate: threading.Even
             except (EOFError, ConnectionError):
                 rest = b""
             assert rest in (b"", b"-ERR shutdown in progress\r\n")
+        assert gc.isenabled()
     finally:
         srv.stop()
+
+
+@internals
+def test_a_10mb_pushb_leaves_a_collector_turned_off_by_the_application_off() -> None:
+    gc.disable()
+    try:
+        with ServerThread() as srv, Raw("127.0.0.1", srv.port, timeout=60) as big:
+            big.hello()
+            jobs = _jobs(3000, "gcoff")
+            assert big.cmd(b"PUSHB " + json.dumps(jobs).encode() + b"\r\n") == b"$2\r\n{}\r\n"
+            assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 @internals
