@@ -23,6 +23,13 @@ class Reader:
     def feed(self, data: bytes | bytearray | memoryview) -> None: ...
     def gets(self) -> Any: ...
     def buffered(self) -> int: ...
+    def resolve(self, waiters: Any, deadlines: Any, orphans: Any) -> tuple[Any] | None:
+        """Hand each complete reply to the next of ``waiters`` (a deque of pending futures
+        or ``Callback``\\ s): pop it and the first of ``deadlines``, then ``set_result(reply)``.
+
+        Returns ``(reply,)`` for the first reply it cannot hand over so (no waiter, the next
+        one done already, or ``orphans`` not empty), consumed; ``None`` when no complete
+        reply is left.  Bad bytes raise ``ProtocolError`` after the replies before them."""
     def dispatch(self, callback: Callable[[Any], object]) -> int:
         """Call ``callback(reply)`` for every complete reply, in order; return how many.
 
