@@ -398,6 +398,21 @@ class Store:
         self._enqueue(rec, q, True)
         return None
 
+    def push_scanned(self, jid: str, name: str, reserve_for: int, payload: bytes, now: float) -> str | None:
+        """Enqueue a job that the codec's ``scan_push`` validated and encoded (``payload``
+        final, ``enqueued_at`` ``now``); returns ``None`` or the error text of an unusable
+        queue name, as :meth:`push`."""
+        q = self.queues.get(name)
+        if q is None:
+            known = self._known_queue(name)
+            if isinstance(known, str):
+                return f"cannot get {gojson.go_quote(name)} queue: {known}"
+            q = known
+        self._rid += 1
+        self._enqueue(JobRecord(self._rid, QUEUE, name, 0.0, jid, payload,
+                                reserve_for=reserve_for, enqueued_at=now), q, True)
+        return None
+
     # ------------------------------------------------------------------ fetch / ack / fail
 
     def fetch(self, queues: tuple[str, ...] | list[str], wid: str) -> JobRecord | None:
