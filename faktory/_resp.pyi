@@ -5,7 +5,7 @@ from typing import Any, Callable, Iterable, Sequence, final
 from faktory._const import NEED_DATA as NEED_DATA
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
-           "pack_fetch", "pack_ack", "pack_push", "pack_pushb"]
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push"]
 
 IMPLEMENTATION: str  # "cython" or "python"
 
@@ -51,3 +51,9 @@ def pack_fetch(queues: Sequence[str]) -> bytes: ...  # b"FETCH q1 q2\r\n", at le
 def pack_ack(jid: str) -> bytes: ...  # b'ACK {"jid":"..."}\r\n'
 def pack_push(job: dict[str, Any]) -> bytes: ...  # b"PUSH <json>\r\n"
 def pack_pushb(jobs: Iterable[dict[str, Any]]) -> bytes: ...  # b"PUSHB [<json>,...]\r\n", linear time
+
+# The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON, ``ts`` the
+# enqueue time.  ``(jid, queue, reserve_for, payload)`` for a valid job whose stored payload the
+# real server would write exactly so (only JSON that Go's decode-and-marshal leaves unchanged,
+# copied in Go's field order); ``None`` for anything else (the general path decides).
+def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes] | None: ...

@@ -20,7 +20,7 @@ from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.math cimport isfinite
-from libc.string cimport memchr, memcpy, memmove, strlen
+from libc.string cimport memchr, memcmp, memcpy, memmove, strlen
 
 import json
 
@@ -45,7 +45,7 @@ cdef extern from "Python.h":
     int Py_DTSF_ADD_DOT_0
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
-           "pack_fetch", "pack_ack", "pack_push", "pack_pushb"]
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push"]
 
 IMPLEMENTATION = "cython"
 
@@ -630,3 +630,335 @@ def pack_pushb(jobs):
     if out is None:
         return b"PUSHB " + _encode(jobs).encode("ascii") + b"\r\n"
     return out
+
+
+# ----------------------------------------------------------------------------- the server's PUSH
+
+# scan_push: the embedded server's fast path for the common PUSH payload.  It accepts only
+# what Go's decode-then-marshal leaves byte for byte as it is (compact JSON; strings of
+# printable ASCII without quote, backslash, <, > or &; integers without sign games; objects
+# in args/custom with strictly increasing keys, as Go sorts map keys) and copies those bytes
+# into the stored payload in the order Go writes client.Job.  Anything else returns None and
+# the general path (gojson) decides, errors included.  The pure twin is the reference.
+
+cdef Py_ssize_t _SCAN_MAX_DEPTH = 32
+cdef long long _MAX_RESERVE = 86400
+
+# the slots of the top-level fields in the span arrays: strings, then integers, then the rest
+cdef enum:
+    _K_JID = 0
+    _K_QUEUE = 1
+    _K_JOBTYPE = 2
+    _K_CREATED = 3
+    _K_ENQUEUED = 4
+    _K_AT = 5
+    _K_RETRY = 6
+    _K_RESERVE = 7
+    _K_BACKTRACE = 8
+    _K_ARGS = 9
+    _K_CUSTOM = 10
+    _K_COUNT = 11
+
+
+cdef inline bint _plain_byte(unsigned char c) noexcept:
+    return 0x20 <= c <= 0x7e and c != 0x22 and c != 0x5c and c != 0x3c and c != 0x3e and c != 0x26
+
+
+cdef Py_ssize_t _scan_plain_str(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    # p[i] == '"': the end of a string whose bytes Go writes back unchanged, else -1
+    i += 1
+    while i < n and _plain_byte(p[i]):
+        i += 1
+    if i < n and p[i] == 0x22:
+        return i + 1
+    return -1
+
+
+cdef Py_ssize_t _scan_plain_int(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                Py_ssize_t max_digits) noexcept:
+    # 0, or -?[1-9][0-9]* with at most max_digits digits; the caller checks what follows
+    cdef Py_ssize_t start
+    if i < n and p[i] == 0x30:  # "0" ("-0" is not plain: Go keeps the sign of a float)
+        return i + 1
+    if i < n and p[i] == 0x2d:
+        i += 1
+    if i >= n or not (0x31 <= p[i] <= 0x39):
+        return -1
+    start = i
+    while i < n and 0x30 <= p[i] <= 0x39:
+        i += 1
+    if i - start > max_digits:
+        return -1
+    return i
+
+
+cdef inline bint _literal(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, const char* word,
+                          Py_ssize_t size) noexcept:
+    return n - i >= size and memcmp(p + i, word, size) == 0
+
+
+cdef inline bint _key_after(const unsigned char* prev, Py_ssize_t prev_len,
+                            const unsigned char* key, Py_ssize_t key_len) noexcept:
+    # key > prev, bytewise (Go's sort.Strings; both are ASCII here)
+    cdef int r = memcmp(prev, key, key_len if key_len < prev_len else prev_len)
+    return r < 0 or (r == 0 and key_len > prev_len)
+
+
+cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
+                                  Py_ssize_t depth) noexcept:
+    # one value of args or custom that Go's []interface{} / map round trip leaves unchanged
+    cdef unsigned char c
+    cdef Py_ssize_t key, key_len, prev, prev_len
+    if i >= n or depth > _SCAN_MAX_DEPTH:
+        return -1
+    c = p[i]
+    if c == 0x22:
+        return _scan_plain_str(p, i, n)
+    if c == 0x2d or 0x30 <= c <= 0x39:
+        return _scan_plain_int(p, i, n, 15)  # |v| < 10**15 < 2**53: float64 prints it as is
+    if c == 0x74:
+        return i + 4 if _literal(p, i, n, b"true", 4) else -1
+    if c == 0x66:
+        return i + 5 if _literal(p, i, n, b"false", 5) else -1
+    if c == 0x6e:
+        return i + 4 if _literal(p, i, n, b"null", 4) else -1
+    if c == 0x5b:
+        i += 1
+        if i < n and p[i] == 0x5d:
+            return i + 1
+        while True:
+            i = _scan_plain_value(p, i, n, depth + 1)
+            if i < 0 or i >= n:
+                return -1
+            if p[i] == 0x5d:
+                return i + 1
+            if p[i] != 0x2c:
+                return -1
+            i += 1
+    if c == 0x7b:
+        i += 1
+        if i < n and p[i] == 0x7d:
+            return i + 1
+        prev = -1
+        prev_len = 0
+        while True:
+            if i >= n or p[i] != 0x22:
+                return -1
+            key = i + 1
+            i = _scan_plain_str(p, i, n)
+            if i < 0:
+                return -1
+            key_len = i - 1 - key
+            if prev >= 0 and not _key_after(p + prev, prev_len, p + key, key_len):
+                return -1  # not strictly after the previous key, as Go's sorted map keys are
+            prev = key
+            prev_len = key_len
+            if i >= n or p[i] != 0x3a:
+                return -1
+            i = _scan_plain_value(p, i + 1, n, depth + 1)
+            if i < 0 or i >= n:
+                return -1
+            if p[i] == 0x7d:
+                return i + 1
+            if p[i] != 0x2c:
+                return -1
+            i += 1
+    return -1
+
+
+cdef int _field(const unsigned char* p, Py_ssize_t n) noexcept:
+    # the slot of a top-level key (its bytes between the quotes), -1 for any other key
+    if n == 3 and memcmp(p, b"jid", 3) == 0:
+        return _K_JID
+    if n == 4 and memcmp(p, b"args", 4) == 0:
+        return _K_ARGS
+    if n == 5:
+        if memcmp(p, b"queue", 5) == 0:
+            return _K_QUEUE
+        if memcmp(p, b"retry", 5) == 0:
+            return _K_RETRY
+    if n == 7 and memcmp(p, b"jobtype", 7) == 0:
+        return _K_JOBTYPE
+    if n == 10 and memcmp(p, b"created_at", 10) == 0:
+        return _K_CREATED
+    if n == 11:
+        if memcmp(p, b"enqueued_at", 11) == 0:
+            return _K_ENQUEUED
+        if memcmp(p, b"reserve_for", 11) == 0:
+            return _K_RESERVE
+    if n == 9 and memcmp(p, b"backtrace", 9) == 0:
+        return _K_BACKTRACE
+    if n == 2 and memcmp(p, b"at", 2) == 0:
+        return _K_AT
+    if n == 6 and memcmp(p, b"custom", 6) == 0:
+        return _K_CUSTOM
+    return -1
+
+
+cdef long long _int_value(const unsigned char* p, Py_ssize_t n) noexcept:
+    # a plain integer's value (at most 18 digits: no overflow)
+    cdef long long v = 0
+    cdef Py_ssize_t i = 1 if p[0] == 0x2d else 0
+    while i < n:
+        v = v * 10 + (p[i] - 0x30)
+        i += 1
+    return -v if p[0] == 0x2d else v
+
+
+cdef inline char* _put_raw(char* w, const void* src, Py_ssize_t n) noexcept:
+    memcpy(w, src, n)
+    return w + n
+
+
+def scan_push(data, Py_ssize_t start, ts):
+    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
+    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
+    payload)`` for a valid job that the real server would store exactly as ``payload``
+    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
+    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
+    else (the general path decides then, errors included)."""
+    cdef const unsigned char* p
+    cdef Py_ssize_t n, i, key, vstart
+    cdef int field
+    cdef Py_ssize_t begin[_K_COUNT]
+    cdef Py_ssize_t end[_K_COUNT]
+    cdef long long reserve_for = 0
+    cdef const char* tsp
+    cdef Py_ssize_t ts_len, size, jid_len, queue_len
+    cdef bint custom, reserve, backtrace
+    cdef bytes out
+    cdef char* w
+    if not PyBytes_CheckExact(data) or not PyBytes_CheckExact(ts):
+        return None
+    p = <const unsigned char*>PyBytes_AS_STRING(data)
+    n = PyBytes_GET_SIZE(data)
+    tsp = PyBytes_AS_STRING(ts)
+    ts_len = PyBytes_GET_SIZE(ts)
+    for i in range(_K_COUNT):
+        begin[i] = -1
+        end[i] = -1
+    i = start
+    if i < 0 or i >= n or p[i] != 0x7b:
+        return None
+    i += 1
+    if i < n and p[i] == 0x7d:
+        return None  # {}: no jid, the general path says so
+    while True:
+        if i >= n or p[i] != 0x22:
+            return None
+        key = i + 1
+        i = _scan_plain_str(p, i, n)
+        if i < 0 or i >= n or p[i] != 0x3a:
+            return None
+        field = _field(p + key, i - 1 - key)
+        if field < 0 or begin[field] >= 0:
+            return None  # another key (Go drops or folds it) or a repeated one (the last wins)
+        i += 1
+        vstart = i
+        if field <= _K_AT:
+            if i >= n or p[i] != 0x22:
+                return None
+            i = _scan_plain_str(p, i, n)
+        elif field <= _K_BACKTRACE:
+            i = _scan_plain_int(p, i, n, 18)  # Go's int is 64 bits: 18 digits always fit
+        else:
+            if i >= n or p[i] != (0x5b if field == _K_ARGS else 0x7b):
+                return None  # args is an array, custom an object
+            i = _scan_plain_value(p, i, n, 1)
+        if i < 0 or i >= n:
+            return None
+        begin[field] = vstart
+        end[field] = i
+        if p[i] == 0x7d:
+            break
+        if p[i] != 0x2c:
+            return None
+        i += 1
+    if i + 1 != n:
+        return None  # bytes after the object
+    # the checks of manager.Push that fail: the general path gives their errors
+    jid_len = end[_K_JID] - begin[_K_JID] - 2
+    if begin[_K_JID] < 0 or jid_len < 8:
+        return None
+    if begin[_K_JOBTYPE] < 0 or end[_K_JOBTYPE] - begin[_K_JOBTYPE] == 2:
+        return None
+    if begin[_K_ARGS] < 0:
+        return None
+    if begin[_K_AT] >= 0 and end[_K_AT] - begin[_K_AT] != 2:
+        return None  # a time to parse, maybe a scheduled job
+    if begin[_K_RESERVE] >= 0:
+        reserve_for = _int_value(p + begin[_K_RESERVE], end[_K_RESERVE] - begin[_K_RESERVE])
+        if reserve_for > _MAX_RESERVE:
+            return None
+    if begin[_K_QUEUE] < 0 or end[_K_QUEUE] - begin[_K_QUEUE] == 2:
+        queue_len = 0
+    else:
+        queue_len = end[_K_QUEUE] - begin[_K_QUEUE]
+    custom = begin[_K_CUSTOM] >= 0 and end[_K_CUSTOM] - begin[_K_CUSTOM] > 2   # {} is omitted
+    reserve = reserve_for != 0
+    backtrace = begin[_K_BACKTRACE] >= 0 and not (
+        end[_K_BACKTRACE] - begin[_K_BACKTRACE] == 1 and p[begin[_K_BACKTRACE]] == 0x30)
+    # {"retry":R,"custom":C,"jid":J,"queue":Q,"jobtype":T,"created_at":"..","enqueued_at":"..",
+    #  "args":A,"reserve_for":N,"backtrace":N}
+    size = 9 + (end[_K_RETRY] - begin[_K_RETRY] if begin[_K_RETRY] >= 0 else 2)
+    if custom:
+        size += 10 + end[_K_CUSTOM] - begin[_K_CUSTOM]
+    size += 7 + jid_len + 2
+    size += 9 + (queue_len if queue_len else 9)
+    size += 11 + end[_K_JOBTYPE] - begin[_K_JOBTYPE]
+    if begin[_K_CREATED] >= 0 and end[_K_CREATED] - begin[_K_CREATED] > 2:
+        size += 14 + end[_K_CREATED] - begin[_K_CREATED]
+    else:
+        size += 14 + ts_len + 2
+    size += 16 + ts_len
+    size += 9 + end[_K_ARGS] - begin[_K_ARGS]
+    if reserve:
+        size += 15 + end[_K_RESERVE] - begin[_K_RESERVE]
+    if backtrace:
+        size += 13 + end[_K_BACKTRACE] - begin[_K_BACKTRACE]
+    size += 1
+    out = PyBytes_FromStringAndSize(NULL, size)
+    w = PyBytes_AS_STRING(out)
+    w = _put_raw(w, b'{"retry":', 9)
+    if begin[_K_RETRY] >= 0:
+        w = _put_raw(w, p + begin[_K_RETRY], end[_K_RETRY] - begin[_K_RETRY])
+    else:
+        w = _put_raw(w, b"25", 2)
+    if custom:
+        w = _put_raw(w, b',"custom":', 10)
+        w = _put_raw(w, p + begin[_K_CUSTOM], end[_K_CUSTOM] - begin[_K_CUSTOM])
+    w = _put_raw(w, b',"jid":', 7)
+    w = _put_raw(w, p + begin[_K_JID], jid_len + 2)
+    w = _put_raw(w, b',"queue":', 9)
+    if queue_len:
+        w = _put_raw(w, p + begin[_K_QUEUE], queue_len)
+    else:
+        w = _put_raw(w, b'"default"', 9)
+    w = _put_raw(w, b',"jobtype":', 11)
+    w = _put_raw(w, p + begin[_K_JOBTYPE], end[_K_JOBTYPE] - begin[_K_JOBTYPE])
+    w = _put_raw(w, b',"created_at":', 14)
+    if begin[_K_CREATED] >= 0 and end[_K_CREATED] - begin[_K_CREATED] > 2:
+        w = _put_raw(w, p + begin[_K_CREATED], end[_K_CREATED] - begin[_K_CREATED])
+    else:
+        w = _put_raw(w, b'"', 1)
+        w = _put_raw(w, tsp, ts_len)
+        w = _put_raw(w, b'"', 1)
+    w = _put_raw(w, b',"enqueued_at":"', 16)
+    w = _put_raw(w, tsp, ts_len)
+    w = _put_raw(w, b'","args":', 9)
+    w = _put_raw(w, p + begin[_K_ARGS], end[_K_ARGS] - begin[_K_ARGS])
+    if reserve:
+        w = _put_raw(w, b',"reserve_for":', 15)
+        w = _put_raw(w, p + begin[_K_RESERVE], end[_K_RESERVE] - begin[_K_RESERVE])
+    if backtrace:
+        w = _put_raw(w, b',"backtrace":', 13)
+        w = _put_raw(w, p + begin[_K_BACKTRACE], end[_K_BACKTRACE] - begin[_K_BACKTRACE])
+    w = _put_raw(w, b"}", 1)
+    if w != PyBytes_AS_STRING(out) + size:  # pragma: no cover - the sizes above are wrong
+        raise AssertionError("scan_push: payload size mismatch")
+    jid = PyUnicode_DecodeASCII(<const char*>p + begin[_K_JID] + 1, jid_len, NULL)
+    if queue_len:
+        queue = PyUnicode_DecodeASCII(<const char*>p + begin[_K_QUEUE] + 1, queue_len - 2, NULL)
+    else:
+        queue = "default"
+    return (jid, queue, reserve_for, out)

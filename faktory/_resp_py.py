@@ -6,13 +6,14 @@ byte stream.  Keep the two files diffable side by side: change one, change the o
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable, Iterable, Sequence
 
 from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, MAX_ARRAY, MAX_DEPTH, NEED_DATA
 from faktory.errors import ProtocolError, server_error
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
-           "pack_fetch", "pack_ack", "pack_push", "pack_pushb"]
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push"]
 
 IMPLEMENTATION = "python"
 
@@ -240,3 +241,163 @@ def pack_push(job: dict[str, Any]) -> bytes:
 def pack_pushb(jobs: Iterable[dict[str, Any]]) -> bytes:
     """``PUSHB [<job>,<job>,...]\\r\\n``: the list encoded once, in linear time."""
     return b"PUSHB " + _encode(list(jobs)).encode("ascii") + b"\r\n"
+
+
+# ----------------------------------------------------------------------------- the server's PUSH
+
+# scan_push: the embedded server's fast path for the common PUSH payload (see _resp.pyx for
+# why).  It accepts only what Go's decode-then-marshal leaves byte for byte as it is, and
+# copies those bytes into the payload in Go's order; anything else is None.
+
+#: a string Go writes back unchanged: printable ASCII but " \ < > &
+_PLAIN_STR = re.compile(rb'"[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e]*"')
+#: integers without sign games ("-0" is a float to Go), at most 18 / 15 digits
+_PLAIN_INT = re.compile(rb"0|-?[1-9][0-9]{0,17}(?![0-9])")
+_PLAIN_ARG_INT = re.compile(rb"0|-?[1-9][0-9]{0,14}(?![0-9])")
+_SCAN_MAX_DEPTH = 32
+_MAX_RESERVE = 86400
+_STRING_FIELDS = frozenset((b"jid", b"queue", b"jobtype", b"created_at", b"enqueued_at", b"at"))
+_INT_FIELDS = frozenset((b"retry", b"reserve_for", b"backtrace"))
+_LITERALS = {0x74: b"true", 0x66: b"false", 0x6E: b"null"}
+
+
+def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
+    # the end of one value of args or custom that Go's round trip leaves unchanged, or -1
+    if i >= n or depth > _SCAN_MAX_DEPTH:
+        return -1
+    c = data[i]
+    if c == 0x22:
+        m = _PLAIN_STR.match(data, i)
+        return -1 if m is None else m.end()
+    if c == 0x2D or 0x30 <= c <= 0x39:
+        m = _PLAIN_ARG_INT.match(data, i)  # |v| < 10**15 < 2**53: float64 prints it as is
+        return -1 if m is None else m.end()
+    word = _LITERALS.get(c)
+    if word is not None:
+        return i + len(word) if data.startswith(word, i) else -1
+    if c == 0x5B:
+        i += 1
+        if i < n and data[i] == 0x5D:
+            return i + 1
+        while True:
+            i = _scan_plain_value(data, i, n, depth + 1)
+            if i < 0 or i >= n:
+                return -1
+            if data[i] == 0x5D:
+                return i + 1
+            if data[i] != 0x2C:
+                return -1
+            i += 1
+    if c == 0x7B:
+        i += 1
+        if i < n and data[i] == 0x7D:
+            return i + 1
+        prev = None
+        while True:
+            m = _PLAIN_STR.match(data, i)
+            if m is None:
+                return -1
+            key = m.group()
+            if prev is not None and not key[1:-1] > prev:
+                return -1  # not strictly after the previous key, as Go's sorted map keys are
+            prev = key[1:-1]
+            i = m.end()
+            if i >= n or data[i] != 0x3A:
+                return -1
+            i = _scan_plain_value(data, i + 1, n, depth + 1)
+            if i < 0 or i >= n:
+                return -1
+            if data[i] == 0x7D:
+                return i + 1
+            if data[i] != 0x2C:
+                return -1
+            i += 1
+    return -1
+
+
+def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes] | None:
+    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
+    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
+    payload)`` for a valid job that the real server would store exactly as ``payload``
+    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
+    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
+    else (the general path decides then, errors included)."""
+    if type(data) is not bytes or type(ts) is not bytes:
+        return None
+    n = len(data)
+    i = start
+    if i < 0 or i >= n or data[i] != 0x7B:
+        return None
+    i += 1
+    if i < n and data[i] == 0x7D:
+        return None  # {}: no jid, the general path says so
+    fields: dict[bytes, bytes] = {}
+    while True:
+        m = _PLAIN_STR.match(data, i)
+        if m is None:
+            return None
+        i = m.end()
+        if i >= n or data[i] != 0x3A:
+            return None
+        key = m.group()[1:-1]
+        if key in fields:
+            return None  # a repeated key (the last wins in Go)
+        i += 1
+        if key in _STRING_FIELDS:
+            m = _PLAIN_STR.match(data, i)
+            end = -1 if m is None else m.end()
+        elif key in _INT_FIELDS:
+            m = _PLAIN_INT.match(data, i)
+            end = -1 if m is None else m.end()
+        elif key == b"args" or key == b"custom":
+            if i >= n or data[i] != (0x5B if key == b"args" else 0x7B):
+                return None  # args is an array, custom an object
+            end = _scan_plain_value(data, i, n, 1)
+        else:
+            return None  # another key: Go drops it, or folds its case
+        if end < 0 or end >= n:
+            return None
+        fields[key] = data[i:end]
+        i = end
+        if data[i] == 0x7D:
+            break
+        if data[i] != 0x2C:
+            return None
+        i += 1
+    if i + 1 != n:
+        return None  # bytes after the object
+    # the checks of manager.Push that fail: the general path gives their errors
+    jid = fields.get(b"jid")
+    if jid is None or len(jid) < 10:
+        return None
+    jobtype = fields.get(b"jobtype")
+    if jobtype is None or jobtype == b'""':
+        return None
+    args = fields.get(b"args")
+    if args is None:
+        return None
+    if fields.get(b"at", b'""') != b'""':
+        return None  # a time to parse, maybe a scheduled job
+    reserve = fields.get(b"reserve_for", b"0")
+    reserve_for = int(reserve)
+    if reserve_for > _MAX_RESERVE:
+        return None
+    queue = fields.get(b"queue", b'""')
+    if queue == b'""':
+        queue = b'"default"'
+    created = fields.get(b"created_at", b'""')
+    stamp = b'"' + ts + b'"'
+    parts = [b'{"retry":', fields.get(b"retry", b"25")]
+    custom = fields.get(b"custom")
+    if custom is not None and custom != b"{}":  # {} is omitted
+        parts += [b',"custom":', custom]
+    parts += [b',"jid":', jid, b',"queue":', queue, b',"jobtype":', jobtype,
+              b',"created_at":', stamp if created == b'""' else created,
+              b',"enqueued_at":', stamp, b',"args":', args]
+    if reserve_for:
+        parts += [b',"reserve_for":', reserve]
+    backtrace = fields.get(b"backtrace", b"0")
+    if backtrace != b"0":
+        parts += [b',"backtrace":', backtrace]
+    parts.append(b"}")
+    return jid[1:-1].decode("ascii"), queue[1:-1].decode("ascii"), reserve_for, b"".join(parts)

@@ -29,6 +29,7 @@ import time
 from typing import Any, Generator
 from urllib.parse import quote
 
+from faktory import protocol
 from faktory.server import bigline, gojson
 from faktory.server.clock import Clock
 from faktory.server.persist import JobRecord, MemoryPersistence, Persistence
@@ -590,6 +591,14 @@ class ServerConnection(asyncio.Protocol):
         if len(line) > bigline.BIG_LINE and bigline.available():
             self._start_work(line, self._push_sliced(line))
             return None
+        store = self.store
+        now = store.clock.now()
+        ts = gojson.format_time(now)
+        # the common payload: validated and turned into the stored bytes in one pass
+        scanned = self.srv._scan_push(line, 5, ts.encode())
+        if scanned is not None:
+            error = store.push_scanned(scanned[0], scanned[1], scanned[2], scanned[3], now)
+            return OK if error is None else _err(error)
         try:
             obj = gojson.loads(line[5:])
         except gojson.JSONError as exc:
@@ -1011,6 +1020,9 @@ class FaktoryServer:
         self.started_at = 0.0
         self.web_port: int | None = None
         self._durable = bool(self.persistence.durable)
+        #: the PUSH fast path of the codec active when the server was made (compiled, or
+        #: its pure twin: ``faktory.protocol.selected`` picks one in tests)
+        self._scan_push = protocol.codec.scan_push
         self._conns: set[ServerConnection] = set()
         self._workers: dict[str, WorkerRecord] = {}
         self._workers_reaped = 0

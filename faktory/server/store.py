@@ -385,17 +385,22 @@ class Store:
                 kept = self.scheduled.add(rec)
                 self.persist.add(rec) if kept is rec else self.persist.update(kept)
                 return None
+        job["enqueued_at"] = ts
+        return self.push_scanned(jid, name, reserve_for, gojson.marshal_job(job), now)
+
+    def push_scanned(self, jid: str, name: str, reserve_for: int, payload: bytes, now: float) -> str | None:
+        """Enqueue a job whose stored bytes are final (``payload``, ``enqueued_at`` ``now``):
+        the end of :meth:`push`, and what the codec's ``scan_push`` fast path feeds.  Returns
+        ``None`` or the error text of an unusable queue name."""
         q = self.queues.get(name)
         if q is None:
             known = self._known_queue(name)
             if isinstance(known, str):
                 return f"cannot get {gojson.go_quote(name)} queue: {known}"
             q = known
-        job["enqueued_at"] = ts
         self._rid += 1
-        rec = JobRecord(self._rid, QUEUE, name, 0.0, jid, gojson.marshal_job(job),
-                        reserve_for=reserve_for, enqueued_at=now)
-        self._enqueue(rec, q, True)
+        self._enqueue(JobRecord(self._rid, QUEUE, name, 0.0, jid, payload,
+                                reserve_for=reserve_for, enqueued_at=now), q, True)
         return None
 
     # ------------------------------------------------------------------ fetch / ack / fail

@@ -1,0 +1,268 @@
+"""The PUSH fast path (``scan_push`` of the compiled codec and of its pure twin).
+
+Whatever a PUSH line holds, the server's reply and what it stores (queue, jid, reserve_for,
+payload bytes) must be the same with the fast path as with the general path alone (gojson
+decode, validation, re-marshal), and both codecs must give the same result.  The common
+payloads must take the fast path (else it is dead code that only costs).
+"""
+from __future__ import annotations
+
+import json
+import random
+from typing import Any, Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from faktory import protocol
+from faktory.job import Job
+from faktory.server import FaktoryServer, gojson
+from faktory.server.clock import ManualClock
+from faktory.server.server import ServerConnection
+
+NOW = 1764590400.123456789
+TS = gojson.format_time(NOW).encode()
+CODECS = sorted(protocol.CODECS)
+Scan = Callable[[bytes, int, bytes], Any]
+
+
+def _general(data: bytes, start: int, ts: bytes) -> None:
+    return None
+
+
+def outcome(scan: Scan, line: bytes) -> tuple[bytes, list[tuple[str, str, int, float, bytes]]]:
+    """The reply of a fresh in-memory server's PUSH handler to ``line`` and what it stored."""
+    srv = FaktoryServer(clock=ManualClock(NOW))
+    srv._scan_push = scan
+    reply = ServerConnection(srv).cmd_push(line)
+    stored = [(name, rec.jid, rec.reserve_for, rec.enqueued_at, rec.payload)
+              for name, q in srv.store.queues.items() for rec in q]
+    stored += [("scheduled", rec.jid, rec.reserve_for, rec.score, rec.payload)
+               for rec in srv.store.scheduled.ordered()]
+    return reply, stored
+
+
+def check(line: bytes) -> Any:
+    """Same behaviour with each codec's fast path as without; both codecs agree."""
+    expected = outcome(_general, line)
+    results = {}
+    for name in CODECS:
+        scan = protocol.CODECS[name].scan_push
+        results[name] = scan(line, 5, TS)
+        assert outcome(scan, line) == expected, (name, line)
+    assert len(set(map(repr, results.values()))) == 1, (line, results)
+    return results[CODECS[0]]
+
+
+COMMON = [
+    Job("BenchJob", 1, "payload-string", queue="bench").to_dict(),
+    Job("Send", {"n": 3, "to": "a@example.com"}, [1, [2, None]], True, retry=0).to_dict(),
+    {"jid": "0123456789abcdef01234567", "jobtype": "T", "args": []},
+    {"jid": "0123456789abcdef", "jobtype": "T", "args": [1, -2, "x"], "queue": "", "at": "",
+     "created_at": "2026-01-01T00:00:00Z", "enqueued_at": "old", "reserve_for": 600,
+     "backtrace": 5, "retry": -1, "custom": {"a": {"b": [1]}, "z": "y"}},
+    {"jid": "0123456789abcdef", "jobtype": "T", "args": [{}], "custom": {}, "reserve_for": 0,
+     "backtrace": 0, "retry": 25},
+    {"jid": "0123456789abcdef", "jobtype": "T", "args": [], "reserve_for": 86400, "backtrace": -3},
+]
+
+
+@pytest.mark.parametrize("job", COMMON, ids=range(len(COMMON)))
+def test_common_payloads_take_the_fast_path(job: dict[str, Any]) -> None:
+    line = b"PUSH " + json.dumps(job, separators=(",", ":")).encode()
+    assert check(line) is not None
+    reply, stored = outcome(protocol.codec.scan_push, line)
+    assert reply == b"+OK\r\n"
+    [(queue, jid, _, enqueued_at, payload)] = stored
+    assert (queue, jid, enqueued_at) == (job.get("queue") or "default", job["jid"], NOW)
+    # the fields in the order the real server writes them
+    order = ["retry", "custom", "jid", "queue", "jobtype", "created_at", "enqueued_at", "args",
+             "reserve_for", "backtrace"]
+    keys = list(json.loads(payload))
+    assert keys == [k for k in order if k in keys]
+
+
+@pytest.mark.parametrize("line", [
+    # anything Go would change or that needs the general path's decision
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1.0]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[-0]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[12345678901234567890]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"b":1,"a":2}]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"a":1,"a":2}]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["<b>&"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\\u00e9\\/"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xc3\xa9"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xff"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1], "queue":"q"}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"priority":5}',
+    b'PUSH {"JID":"0123456789abcdef","jobtype":"T","args":[1]}',
+    b'PUSH {"jid":"0123456789abcdef","jid":"fedcba9876543210","jobtype":"T","args":[1]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"at":"2099-01-01T00:00:00Z"}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"at":"2000-01-01T00:00:00Z"}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"at":"tomorrow"}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"reserve_for":86401}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"retry":25.0}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"retry":null}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"retry":9223372036854775808}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"failure":null}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"custom":null}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":null}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":{"a":1}}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T"}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"","args":[]}',
+    b'PUSH {"jid":"short","jobtype":"T","args":[]}',
+    b'PUSH {"jobtype":"T","args":[]}',
+    b'PUSH {"jid":5,"jobtype":"T","args":[]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[]} ',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[]}x',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[]',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[' + b"[" * 40 + b"]" * 40 + b"]}",
+    b'PUSH {}', b"PUSH ", b"PUSH", b"PUSH null", b"PUSH []", b"PUSH {not json}",
+])
+def test_everything_else_behaves_as_the_general_path(line: bytes) -> None:
+    assert check(line) is None
+
+
+def test_a_bad_queue_name_is_refused_by_the_store_after_the_scan() -> None:
+    line = b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"queue":"bad/queue"}'
+    assert check(line) is not None
+    reply, stored = outcome(protocol.codec.scan_push, line)
+    assert reply.startswith(b'-ERR cannot get "bad/queue" queue: ') and stored == []
+
+
+def test_depth_within_the_limit_takes_the_fast_path() -> None:
+    line = b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":' + b"[" * 32 + b"]" * 32 + b"}"
+    assert check(line) is not None
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_arguments_of_other_types_are_not_scanned(name: str) -> None:
+    scan = protocol.CODECS[name].scan_push
+    line = b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[]}'
+    assert scan(line, 5, TS) is not None
+    assert scan(bytearray(line), 5, TS) is None
+    assert scan(line, 5, TS.decode()) is None
+    assert scan(line, -1, TS) is None
+    assert scan(line, len(line), TS) is None
+
+
+def test_a_server_made_under_the_pure_codec_uses_its_scan() -> None:
+    with protocol.selected("python"):
+        srv = FaktoryServer()
+    assert srv._scan_push is protocol.CODECS["python"].scan_push
+    assert FaktoryServer()._scan_push is protocol.codec.scan_push
+
+
+# ----------------------------------------------------------------------------- generated
+
+_KEYS = ["jid", "jobtype", "args", "queue", "retry", "reserve_for", "backtrace", "created_at",
+         "enqueued_at", "at", "custom", "failure", "priority", "Jid", "QUEUE"]
+_TEXT = st.text(alphabet=st.sampled_from(list("abcXYZ09-_./ <>&\"\\\u00e9\u2028\x7f\x01")), max_size=12)
+_SCALARS = st.one_of(st.none(), st.booleans(), _TEXT,
+                     st.integers(-(1 << 64), 1 << 64), st.sampled_from([0, 1, -1, 25, 86400, 86401]),
+                     st.floats(allow_nan=False, allow_infinity=False), st.just(-0.0))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(_TEXT, inner, max_size=4)), max_leaves=12)
+_FIELD = {
+    "jid": st.one_of(st.text(alphabet="0123456789abcdef", min_size=6, max_size=24), _VALUES),
+    "jobtype": st.one_of(st.sampled_from(["T", "Send", ""]), _VALUES),
+    "queue": st.one_of(st.sampled_from(["default", "q1", "", "bad/queue", "a.b-c_d"]), _VALUES),
+    "args": st.one_of(st.lists(_VALUES, max_size=4), _VALUES),
+    "custom": st.one_of(st.dictionaries(_TEXT, _VALUES, max_size=3), _VALUES),
+    "at": st.one_of(st.sampled_from(["", "2000-01-01T00:00:00Z", "2099-01-01T00:00:00Z", "x"]), _VALUES),
+}
+
+
+@st.composite
+def push_lines(draw: Any) -> bytes:
+    keys = draw(st.lists(st.sampled_from(_KEYS), max_size=9))
+    base = ["jid", "jobtype", "args"] if draw(st.booleans()) else []
+    job = {}
+    for key in base + keys:
+        job[key] = draw(_FIELD.get(key, _VALUES))
+    compact = draw(st.booleans())
+    text = json.dumps(job, separators=(",", ":") if compact else (", ", ": "),
+                      ensure_ascii=draw(st.booleans()), sort_keys=draw(st.booleans()))
+    data = text.encode("utf-8", "surrogatepass")
+    if draw(st.booleans()):  # a duplicate key, raw bytes, a cut
+        at = draw(st.integers(0, len(data)))
+        data = data[:at] + draw(st.sampled_from([b"", b",", b'"jid":"0123456789abcdef",', b"\xff",
+                                                 b"]", b"}", b" "])) + data[at + draw(st.integers(0, 2)):]
+    return b"PUSH " + data
+
+
+# near-plain jobs: mostly what the fast path takes, now and then one value it must refuse
+_PLAIN_TEXT = st.text(alphabet=st.sampled_from(list("abcXYZ09-_./ :")), max_size=10)
+_ODD = st.sampled_from([1.5, -0.0, 1 << 60, "<", "\u00e9", "\u2028", "a\"b", {"b": 1, "a": 2}, None, 1e21])
+_PLAIN = st.recursive(
+    st.one_of(st.none(), st.booleans(), _PLAIN_TEXT, st.integers(-(10**15) + 1, 10**15 - 1)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(_PLAIN_TEXT, inner, max_size=3).map(
+                                lambda d: dict(sorted(d.items())))), max_leaves=8)
+
+
+@st.composite
+def plain_lines(draw: Any) -> bytes:
+    job: dict[str, Any] = {"jid": draw(st.text(alphabet="0123456789abcdef", min_size=7, max_size=24)),
+                           "jobtype": draw(st.sampled_from(["T", "Send", ""])),
+                           "args": draw(st.lists(_PLAIN, max_size=4))}
+    for key, value in [("queue", st.sampled_from(["", "q1", "a.b-c_d", "bad/queue"])),
+                       ("retry", st.integers(-(1 << 63), (1 << 63) - 1)),
+                       ("reserve_for", st.sampled_from([0, 1, 600, 86400, 86401, -5])),
+                       ("backtrace", st.integers(-20, 20)),
+                       ("created_at", st.sampled_from(["", "2026-01-01T00:00:00Z"])),
+                       ("enqueued_at", _PLAIN_TEXT), ("at", st.sampled_from(["", "2000-01-01T00:00:00Z"])),
+                       ("custom", st.dictionaries(_PLAIN_TEXT, _PLAIN, max_size=3).map(
+                           lambda d: dict(sorted(d.items()))))]:
+        if draw(st.booleans()):
+            job[key] = draw(value)
+    keys = list(job)
+    order = draw(st.permutations(keys))
+    job = {k: job[k] for k in order}
+    if draw(st.integers(0, 4)) == 0:
+        job[draw(st.sampled_from(keys))] = draw(_ODD)
+    return b"PUSH " + json.dumps(job, separators=(",", ":")).encode()
+
+
+_TAKEN = {"plain": 0, "all": 0}
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(push_lines())
+def test_generated_lines_behave_as_the_general_path(line: bytes) -> None:
+    check(line)
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_lines())
+def test_generated_plain_jobs_behave_as_the_general_path(line: bytes) -> None:
+    _TAKEN["all"] += 1
+    _TAKEN["plain"] += check(line) is not None
+
+
+def test_most_generated_plain_jobs_took_the_fast_path() -> None:
+    if not _TAKEN["all"]:
+        pytest.skip("test_generated_plain_jobs_behave_as_the_general_path did not run")
+    # a quarter is typical: the rest carry an odd value, an empty jobtype, a short jid...
+    assert _TAKEN["plain"] > _TAKEN["all"] // 10, _TAKEN
+
+
+def test_mutated_common_lines_behave_as_the_general_path() -> None:
+    rng = random.Random(20261201)
+    seeds = [b"PUSH " + json.dumps(job, separators=(",", ":")).encode() for job in COMMON]
+    alphabet = b'{}[]",:0123456789-.eE \\<>&abtrufnl\xc3\xa9\xff'
+    taken = 0
+    for _ in range(3000):
+        line = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(5, len(line))
+            op = rng.random()
+            if op < 0.4:
+                line[at] = rng.choice(alphabet)
+            elif op < 0.7:
+                line.insert(at, rng.choice(alphabet))
+            else:
+                del line[at]
+        taken += check(bytes(line)) is not None
+    assert taken > 0  # some mutants are still plain jobs
