@@ -104,9 +104,10 @@ BENCHMARK_GATES = [
      "note": "8 runs 0.35 / 0.59 / 0.84 since the in-memory PUSH fast path (issue 13; 0.35 on a "
              "quiet machine, in-memory PUSH at 64,600 jobs/s); 0.65 / 0.79 / 0.93 before: wall-clock "
              "pairs, it catches a drop by half"},
-    {"name": "durable PUSHB >= 0.58x in-memory", "figure": "durable pushb vs memory",
-     "by": "test_paired[durable pushb vs memory]", "min": 0.58,
-     "note": "0.68 / 0.74 / 0.89 (0.75x median = 0.56)"},
+    {"name": "durable PUSHB >= 0.45x in-memory", "figure": "durable pushb vs memory",
+     "by": "test_paired[durable pushb vs memory]", "min": 0.45,
+     "note": "0.53 / 0.655 / 0.67 (3 runs, one in CI) since big lines are parsed in slices with "
+             "the GC held (0.68 / 0.74 / 0.89 before): catches a 31% drop of the median"},
     {"name": "durable FETCH+ACK (20 loops) >= 0.44x in-memory", "figure": "durable fetch_ack vs memory",
      "by": "test_paired[durable fetch_ack vs memory]", "min": 0.44,
      "note": "0.54 / 0.56 / 0.66 (0.75x median = 0.42)"},
@@ -115,9 +116,10 @@ BENCHMARK_GATES = [
     # PUSH costs the server less than a job inside a PUSHB, which still takes the general
     # gojson path, so on a quiet machine PUSH from 20 tasks can outrun push_bulk.  Until PUSHB
     # gets the same fast path this only catches a PUSHB collapse.
-    {"name": "memory PUSHB >= 0.6x single PUSH (jobs/s)", "figure": "memory PUSHB vs single PUSH",
-     "by": "test_paired[memory PUSHB vs single PUSH]", "min": 0.6,
-     "note": "8 runs 0.77 / 1.63 / 1.96 since the PUSH fast path: catches a PUSHB collapse only"},
+    {"name": "memory PUSHB >= 0.5x single PUSH (jobs/s)", "figure": "memory PUSHB vs single PUSH",
+     "by": "test_paired[memory PUSHB vs single PUSH]", "min": 0.5,
+     "note": "8 runs 0.77 / 1.63 / 1.96 since the PUSH fast path, then 0.69 / 0.76 / 1.09 with big "
+             "lines parsed in slices: catches a PUSHB collapse only"},
     # Single PUSHes from 10 bare connections (issue 13) against the same server's own
     # fetch+ack over 10 bare connections: a regression of the PUSH path shows as this falling.
     # Issue 13: the server's own CPU per job for single PUSHes from 10 connections (each
