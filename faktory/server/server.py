@@ -605,15 +605,24 @@ class ServerConnection(asyncio.Protocol):
             return _err(f"invalid JSON: {exc}")
         return self._push_obj(obj)
 
-    def _push_sliced(self, line: bytes) -> Generator[None, None, bytes]:
-        kind, obj = yield from bigline.parse(line, 5)
+    @staticmethod
+    def _parse_sliced(line: bytes, start: int) -> Generator[None, None, tuple[Any, bytes | None]]:
+        """The JSON of a big line from ``start``, parsed a slice per step: ``(value, None)``,
+        or ``(None, the -ERR reply)``."""
+        kind, obj = yield from bigline.parse(line, start)
         if kind == "error":
-            return _err(f"invalid JSON: {obj}")
+            return None, _err(f"invalid JSON: {obj}")
         if kind == "legacy":
             try:
-                obj = gojson.loads(line[5:])
+                obj = gojson.loads(line[start:])
             except gojson.JSONError as exc:
-                return _err(f"invalid JSON: {exc}")
+                return None, _err(f"invalid JSON: {exc}")
+        return obj, None
+
+    def _push_sliced(self, line: bytes) -> Generator[None, None, bytes]:
+        obj, error = yield from self._parse_sliced(line, 5)
+        if error is not None:
+            return error
         args: tuple[Any, Any] | None = None
         if type(obj) is dict and type(obj.get("args")) is list:
             # the args of a huge job normalised in steps (for the fast and the general path)
@@ -649,14 +658,9 @@ class ServerConnection(asyncio.Protocol):
         return self._pushb_obj(obj)
 
     def _pushb_sliced(self, line: bytes) -> Generator[None, None, bytes | None]:
-        kind, obj = yield from bigline.parse(line, 6)
-        if kind == "error":
-            return _err(f"invalid JSON: {obj}")
-        if kind == "legacy":
-            try:
-                obj = gojson.loads(line[6:])
-            except gojson.JSONError as exc:
-                return _err(f"invalid JSON: {exc}")
+        obj, error = yield from self._parse_sliced(line, 6)
+        if error is not None:
+            return error
         return self._pushb_obj(obj)
 
     def _pushb_obj(self, obj: Any) -> bytes | None:
