@@ -28,8 +28,10 @@ class Reader:
         or ``Callback``\\ s): pop it and the first of ``deadlines``, then ``set_result(reply)``.
 
         Returns ``(reply,)`` for the first reply it cannot hand over so (no waiter, the next
-        one done already, or ``orphans`` not empty), consumed; ``None`` when no complete
-        reply is left.  Bad bytes raise ``ProtocolError`` after the replies before them."""
+        one done already: its ``set_result`` raised ``InvalidStateError``, and it is put
+        back in front with its deadline; or ``orphans`` not empty), consumed; ``None`` when
+        no complete reply is left.  Bad bytes raise ``ProtocolError`` after the replies
+        before them."""
     def dispatch(self, callback: Callable[[Any], object]) -> int:
         """Call ``callback(reply)`` for every complete reply, in order; return how many.
 

@@ -23,6 +23,7 @@ from libc.math cimport isfinite
 from libc.string cimport memchr, memcmp, memcpy, memmove, strlen
 
 import json
+from asyncio import InvalidStateError
 
 from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, NEED_DATA
 from faktory._const import MAX_ARRAY as _PY_MAX_ARRAY, MAX_DEPTH as _PY_MAX_DEPTH
@@ -173,13 +174,18 @@ cdef class Reader:
         futures or ``Callback``\\ s, answered in order): pop it and the first entry of
         ``deadlines``, then call its ``set_result(reply)``.
 
-        Stops at the first reply it cannot hand over so (no waiter left, the next one is
-        done already, or ``orphans`` is not empty) and returns it, consumed, in a 1-tuple
-        for the caller to deal with; returns ``None`` when no complete reply is left.
-        Bad bytes raise ``ProtocolError`` after every reply before them was handed over.
-        A connection's reply loop in C: the hot path of every command.
+        Stops at the first reply it cannot hand over so (no waiter left, ``orphans`` is
+        not empty, or the next waiter's ``set_result`` raises ``InvalidStateError``:
+        it is done already, and it goes back to the front with its deadline) and returns
+        it, consumed, in a 1-tuple for the caller to deal with; returns ``None`` when no
+        complete reply is left.  Bad bytes raise ``ProtocolError`` after every reply
+        before them was handed over.  A connection's reply loop in C: the hot path of
+        every command.
         """
         cdef Py_ssize_t end = 0
+        # Bound once per call, not once per reply (a read usually carries several).
+        wpop = waiters.popleft
+        dpop = deadlines.popleft
         while True:
             if self._dead is not None:
                 raise ProtocolError(self._dead)
@@ -189,12 +195,17 @@ cdef class Reader:
             self._pos = end
             if orphans or not waiters:
                 return (reply,)
-            waiter = waiters[0]
-            if waiter.done():
+            # Popped before set_result: a Callback's handler may send more commands, or
+            # end the connection, from inside it.  A done waiter (a cancelled or timed
+            # out caller) raises instead of asking done() of every one that is not.
+            waiter = wpop()
+            deadline = dpop()
+            try:
+                waiter.set_result(reply)
+            except InvalidStateError:
+                waiters.appendleft(waiter)
+                deadlines.appendleft(deadline)
                 return (reply,)
-            waiters.popleft()
-            deadlines.popleft()
-            waiter.set_result(reply)
 
     cdef object _fail(self, str message):
         # Every malformed-input error goes through here so the reader is marked dead

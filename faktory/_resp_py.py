@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from asyncio import InvalidStateError
 from typing import Any, Callable, Iterable, Sequence
 
 from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, MAX_ARRAY, MAX_DEPTH, NEED_DATA
@@ -96,23 +97,29 @@ class Reader:
         futures or ``Callback``\\ s, answered in order): pop it and the first entry of
         ``deadlines``, then call its ``set_result(reply)``.
 
-        Stops at the first reply it cannot hand over so (no waiter left, the next one is
-        done already, or ``orphans`` is not empty) and returns it, consumed, in a 1-tuple
-        for the caller to deal with; returns ``None`` when no complete reply is left.
-        Bad bytes raise ``ProtocolError`` after every reply before them was handed over.
+        Stops at the first reply it cannot hand over so (no waiter left, ``orphans`` is
+        not empty, or the next waiter's ``set_result`` raises ``InvalidStateError``:
+        it is done already, and it goes back to the front with its deadline) and returns
+        it, consumed, in a 1-tuple for the caller to deal with; returns ``None`` when no
+        complete reply is left.  Bad bytes raise ``ProtocolError`` after every reply
+        before them was handed over.
         """
+        wpop = waiters.popleft
+        dpop = deadlines.popleft
         while True:
             reply = self.gets()
             if reply is NEED_DATA:
                 return None
             if orphans or not waiters:
                 return (reply,)
-            waiter = waiters[0]
-            if waiter.done():
+            waiter = wpop()
+            deadline = dpop()
+            try:
+                waiter.set_result(reply)
+            except InvalidStateError:
+                waiters.appendleft(waiter)
+                deadlines.appendleft(deadline)
                 return (reply,)
-            waiters.popleft()
-            deadlines.popleft()
-            waiter.set_result(reply)
 
     def _line(self, pos: int) -> int:
         # Index of the CR that ends the line whose body starts at ``pos``.

@@ -204,7 +204,11 @@ class Client(Pool):
             return str(payload["jid"])
         # The common case inline (a shared connection takes it now, the server says OK);
         # anything else is _call's: waiting for a connection, retries, errors.
-        conn = None if self._closed else self._pick()
+        conn = self._current  # _pick's first case, inline: the connection collecting this batch
+        if conn is None or not conn._out or len(conn._waiters) >= self.pipeline_depth or conn.closed:
+            conn = None if self._closed else self._pick()
+        elif self._closed:
+            conn = None
         if conn is None or conn._paused:
             await self._call(data)
         else:

@@ -143,6 +143,8 @@ class Callback:
         return self.called
 
     def set_result(self, reply: Any) -> None:
+        if self.called:  # as a done future does: the FIFO's reader relies on it
+            raise asyncio.InvalidStateError("this command's reply was handled already")
         self.called = True
         try:
             self.fn(self.arg, reply)
@@ -391,7 +393,8 @@ class Connection(asyncio.Protocol):
                 fut.set_result(None)
 
     # -- commands ------------------------------------------------------------------------
-    def send(self, data: bytes, timeout: float | None = None, orphan: Orphan | None = None) -> asyncio.Future[Any]:
+    def send(self, data: bytes, timeout: float | None = None, orphan: Orphan | None = None,
+             _entry: Any = None) -> asyncio.Future[Any]:
         """Queue one packed command and return the future of its reply (a ``ServerError``
         reply is the future's *result*, not its exception: see ``execute``).
 
@@ -400,20 +403,14 @@ class Connection(asyncio.Protocol):
         ``orphan(reply)`` is called with the reply if the future was cancelled before it
         arrived.  Raises ``NotSentError`` when the connection is closed or closing.
         """
-        fut = self._loop.create_future()
-        self._queue(fut, data, timeout)
-        if orphan is not None:
-            self._orphans[fut] = orphan
-        return fut
-
-    def _queue(self, entry: Any, data: bytes, timeout: float | None) -> None:
-        # One pending entry (a future or a Callback) and its deadline; the bytes join the
-        # batch that _schedule_flush writes.
+        # The one place a command joins the pending FIFO (``send_callback`` passes its
+        # ``Callback`` as ``_entry``), kept in one frame: it runs for every command.
         if self._exc is not None or self.closing:
             raise self._not_sent()
         if type(data) is not bytes:
             raise TypeError(f"a packed command must be bytes, not {type(data).__name__}")
-        self._waiters.append(entry)
+        fut = self._loop.create_future() if _entry is None else _entry
+        self._waiters.append(fut)
         if timeout is None:
             timeout = self.command_timeout
         if timeout is None:
@@ -426,6 +423,9 @@ class Connection(asyncio.Protocol):
         self._out.append(data)
         if self._flush_handle is None:  # the first command of this iteration's batch
             self._schedule_flush()
+        if orphan is not None:
+            self._orphans[fut] = orphan
+        return fut
 
     def _schedule_flush(self) -> None:
         # The batch leaves at the end of this loop iteration, with whatever else joins it.
@@ -454,7 +454,7 @@ class Connection(asyncio.Protocol):
         """Queue one packed command whose reply (or failure) is passed to ``fn(arg, reply)``
         (see ``Callback``).  Raises ``NotSentError`` when the connection is closed or
         closing; after that, ``fn`` is called exactly once."""
-        self._queue(Callback(fn, arg), data, timeout)
+        self.send(data, timeout, None, Callback(fn, arg))
 
     async def execute(self, data: bytes, *, timeout: float | None = None) -> Any:
         """Send one packed command and return its reply; a ``ServerError`` reply is raised.

@@ -4,6 +4,7 @@ Every reply stream is checked fed whole, cut at every byte offset, and one byte 
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import pickle
@@ -412,7 +413,8 @@ def test_dispatch_callback_error_propagates_and_keeps_the_rest(codec):
 
 
 class _Waiter:
-    """What ``Reader.resolve`` needs of a waiter: ``done()`` and ``set_result()``."""
+    """What ``Reader.resolve`` needs of a waiter: a ``set_result()`` that raises
+    ``InvalidStateError`` once it is done, as a future's does."""
 
     def __init__(self, log, name, done=False):
         self.log, self.name, self._done = log, name, done
@@ -421,6 +423,8 @@ class _Waiter:
         return self._done
 
     def set_result(self, reply):
+        if self._done:
+            raise asyncio.InvalidStateError("done")
         self._done = True
         self.log.append((self.name, reply))
 
