@@ -3,7 +3,8 @@ the argument and shows the value (never a password), raised before anything is s
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+import ssl as _ssl
+from typing import Any, Iterable, NamedTuple
 
 __all__ = ["check_client_arguments", "check_seconds", "check_str"]
 
@@ -50,3 +51,47 @@ def check_client_arguments(*, host: Any, port: Any, password: Any, connect_timeo
     for label in checked:
         check_str(label, "each label")
     return checked
+
+
+class ClientTarget(NamedTuple):
+    """Where a client connects and as whom, resolved from its URL and arguments."""
+
+    host: str
+    port: int
+    password: str | None
+    ssl: _ssl.SSLContext | None
+    labels: list[str]
+
+
+def client_target(url: str | None, *, host: Any, port: Any, password: Any, tls: Any, wid: Any,
+                  connect_timeout: Any, command_timeout: Any, reconnect_timeout: Any,
+                  first_connect_timeout: Any, max_command_bytes: Any, hostname: Any, pid: Any,
+                  labels: Iterable[str]) -> ClientTarget:
+    """What ``Client`` and ``SyncClient`` make of their connection arguments, in one
+    order: the URL (``None``: ``FAKTORY_URL`` / ``FAKTORY_PROVIDER``, else the default),
+    the checks of every argument, then ``host``/``port``/``password``/``tls`` over the
+    URL's (``tls=True``: the default SSL context)."""
+    from faktory.url import parse_url, url_from_env
+
+    if url is None:
+        url = url_from_env()
+    url_host, url_port, url_password, url_tls = parse_url(url)
+    checked = check_client_arguments(
+        host=host, port=port, password=password, connect_timeout=connect_timeout,
+        command_timeout=command_timeout, reconnect_timeout=reconnect_timeout,
+        first_connect_timeout=first_connect_timeout, max_command_bytes=max_command_bytes,
+        hostname=hostname, pid=pid, labels=labels)
+    if tls is None:
+        tls = url_tls
+    if tls is True:
+        context: _ssl.SSLContext | None = _ssl.create_default_context()
+    elif tls is False:
+        context = None
+    elif isinstance(tls, _ssl.SSLContext):
+        context = tls
+    else:
+        raise TypeError(f"tls must be None, a bool or an ssl.SSLContext, not {type(tls).__name__}: {tls!r}")
+    if wid is not None and (not isinstance(wid, str) or not wid):
+        raise ValueError(f"wid must be a non-empty str, got {wid!r}")
+    return ClientTarget(host if host is not None else url_host, port if port is not None else url_port,
+                        password if password is not None else url_password, context, checked)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from faktory import _testmode, commands, protocol
 from faktory.commands import MAX_BACKTRACE, format_backtrace, parse_beat
-from faktory._checks import check_client_arguments
+from faktory._checks import client_target
 from faktory.bulk import BulkState, Chunk, pack_chunk, record_reply, take_chunk, too_big
 from faktory.errors import FaktoryConnectionError, FaktoryError, NotSentError, ServerError
 from faktory.job import Job, check_json, validate_queue
 from faktory.pool import Pool
-from faktory.url import DEFAULT_URL, parse_url, url_from_env
+from faktory.url import DEFAULT_URL, parse_url
 
 if TYPE_CHECKING:  # pragma: no cover
     from faktory.mutation import Mutation
@@ -83,34 +83,18 @@ class Client(Pool):
                  pipeline_depth: int = 8, first_connect_timeout: float = 3.0,
                  max_command_bytes: int | None = MAX_COMMAND_BYTES, _codec: ModuleType | None = None,
                  before_push: Iterable[BeforePush] | None = None) -> None:
-        if url is None:
-            url = url_from_env()
-        url_host, url_port, url_password, url_tls = parse_url(url)
-        labels = check_client_arguments(
-            host=host, port=port, password=password, connect_timeout=connect_timeout,
-            command_timeout=command_timeout, reconnect_timeout=reconnect_timeout,
-            first_connect_timeout=first_connect_timeout, max_command_bytes=max_command_bytes,
-            hostname=hostname, pid=pid, labels=labels)
-        self.host: str = host if host is not None else url_host
-        self.port: int = port if port is not None else url_port
-        self.password: str | None = password if password is not None else url_password
-        self.ssl: _ssl.SSLContext | None
-        if tls is None:
-            tls = url_tls
-        if tls is True:
-            context: _ssl.SSLContext | None = _ssl.create_default_context()
-        elif tls is False:
-            context = None
-        elif isinstance(tls, _ssl.SSLContext):
-            context = tls
-        else:
-            raise TypeError(f"tls must be None, a bool or an ssl.SSLContext, not {type(tls).__name__}: {tls!r}")
-        self.ssl = context
-        if wid is not None and (not isinstance(wid, str) or not wid):
-            raise ValueError(f"wid must be a non-empty str, got {wid!r}")
+        target = client_target(
+            url, host=host, port=port, password=password, tls=tls, wid=wid,
+            connect_timeout=connect_timeout, command_timeout=command_timeout,
+            reconnect_timeout=reconnect_timeout, first_connect_timeout=first_connect_timeout,
+            max_command_bytes=max_command_bytes, hostname=hostname, pid=pid, labels=labels)
+        self.host: str = target.host
+        self.port: int = target.port
+        self.password: str | None = target.password
+        self.ssl: _ssl.SSLContext | None = target.ssl
         self.wid = wid
         self.max_command_bytes = max_command_bytes
-        self.labels: list[str] = labels
+        self.labels: list[str] = target.labels
         self.hostname = hostname
         self.pid = pid
         if codec is not None:  # deprecated; _codec is the worker's, for its own clients

@@ -43,7 +43,7 @@ from typing import Any, Iterable, Iterator
 
 from faktory import _testmode, commands, protocol
 from faktory._const import NEED_DATA
-from faktory._checks import check_client_arguments
+from faktory._checks import client_target
 from faktory.bulk import BulkState, Chunk, pack_chunk, record_reply, take_chunk, too_big
 from faktory.client import FETCH_BLOCK, MAX_COMMAND_BYTES
 from faktory.connection import hello_payload, parse_greeting
@@ -57,7 +57,7 @@ from faktory.errors import (
 )
 from faktory.job import Job
 from faktory.mutation import Mutation
-from faktory.url import DEFAULT_URL, parse_url, url_from_env
+from faktory.url import DEFAULT_URL
 
 __all__ = ["SyncClient", "SyncConnection", "SyncMutation", "DEFAULT_URL"]
 
@@ -392,33 +392,19 @@ class SyncClient:
                  hostname: str | None = None, pid: int | None = None,
                  reconnect_timeout: float = 30.0, first_connect_timeout: float = 3.0,
                  max_command_bytes: int | None = MAX_COMMAND_BYTES) -> None:
-        if url is None:
-            url = url_from_env()
-        url_host, url_port, url_password, url_tls = parse_url(url)
-        labels = check_client_arguments(
-            host=host, port=port, password=password, connect_timeout=connect_timeout,
-            command_timeout=command_timeout, reconnect_timeout=reconnect_timeout,
-            first_connect_timeout=first_connect_timeout, max_command_bytes=max_command_bytes,
-            hostname=hostname, pid=pid, labels=labels)
-        self.host: str = host if host is not None else url_host
-        self.port: int = port if port is not None else url_port
-        self.password: str | None = password if password is not None else url_password
-        if tls is None:
-            tls = url_tls
-        if tls is True:
-            self.ssl: _ssl.SSLContext | None = _ssl.create_default_context()
-        elif tls is False:
-            self.ssl = None
-        elif isinstance(tls, _ssl.SSLContext):
-            self.ssl = tls
-        else:
-            raise TypeError(f"tls must be None, a bool or an ssl.SSLContext, not {type(tls).__name__}: {tls!r}")
+        target = client_target(
+            url, host=host, port=port, password=password, tls=tls, wid=wid,
+            connect_timeout=connect_timeout, command_timeout=command_timeout,
+            reconnect_timeout=reconnect_timeout, first_connect_timeout=first_connect_timeout,
+            max_command_bytes=max_command_bytes, hostname=hostname, pid=pid, labels=labels)
+        self.host: str = target.host
+        self.port: int = target.port
+        self.password: str | None = target.password
+        self.ssl: _ssl.SSLContext | None = target.ssl
         if not isinstance(pool_size, int) or isinstance(pool_size, bool) or pool_size < 1:
             raise ValueError(f"pool_size must be an int >= 1, got {pool_size!r}")
-        if wid is not None and (not isinstance(wid, str) or not wid):
-            raise ValueError(f"wid must be a non-empty str, got {wid!r}")
         self.wid = wid
-        self.labels: list[str] = labels
+        self.labels: list[str] = target.labels
         self.hostname = hostname
         self.pid = pid
         self.pool_size = pool_size
