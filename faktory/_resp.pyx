@@ -45,7 +45,8 @@ cdef extern from "Python.h":
     int Py_DTSF_ADD_DOT_0
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
-           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push"]
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
+           "scan_pushb"]
 
 IMPLEMENTATION = "cython"
 
@@ -810,30 +811,19 @@ cdef inline char* _put_raw(char* w, const void* src, Py_ssize_t n) noexcept:
     return w + n
 
 
-def scan_push(data, Py_ssize_t start, ts):
-    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
-    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
-    payload)`` for a valid job that the real server would store exactly as ``payload``
-    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
-    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
-    else (the general path decides then, errors included)."""
-    cdef const unsigned char* p
-    cdef Py_ssize_t n, i, key, vstart
+cdef object _scan_job(const unsigned char* p, Py_ssize_t n, Py_ssize_t start, const char* tsp,
+                      Py_ssize_t ts_len, Py_ssize_t* stop):
+    # one job object at p[start]: its (jid, queue, reserve_for, payload) and, in stop, the
+    # offset after its closing brace; None when it does not qualify (see scan_push)
+    cdef Py_ssize_t i, key, vstart
     cdef int field
     cdef Py_ssize_t begin[_K_COUNT]
     cdef Py_ssize_t end[_K_COUNT]
     cdef long long reserve_for = 0
-    cdef const char* tsp
-    cdef Py_ssize_t ts_len, size, jid_len, queue_len
+    cdef Py_ssize_t size, jid_len, queue_len
     cdef bint custom, reserve, backtrace
     cdef bytes out
     cdef char* w
-    if not PyBytes_CheckExact(data) or not PyBytes_CheckExact(ts):
-        return None
-    p = <const unsigned char*>PyBytes_AS_STRING(data)
-    n = PyBytes_GET_SIZE(data)
-    tsp = PyBytes_AS_STRING(ts)
-    ts_len = PyBytes_GET_SIZE(ts)
     for i in range(_K_COUNT):
         begin[i] = -1
         end[i] = -1
@@ -874,8 +864,7 @@ def scan_push(data, Py_ssize_t start, ts):
         if p[i] != 0x2c:
             return None
         i += 1
-    if i + 1 != n:
-        return None  # bytes after the object
+    stop[0] = i + 1
     # the checks of manager.Push that fail: the general path gives their errors
     jid_len = end[_K_JID] - begin[_K_JID] - 2
     if begin[_K_JID] < 0 or jid_len < 8:
@@ -962,3 +951,65 @@ def scan_push(data, Py_ssize_t start, ts):
     else:
         queue = "default"
     return (jid, queue, reserve_for, out)
+
+
+def scan_push(data, Py_ssize_t start, ts):
+    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
+    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
+    payload)`` for a valid job that the real server would store exactly as ``payload``
+    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
+    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
+    else (the general path decides then, errors included)."""
+    cdef Py_ssize_t stop = -1
+    cdef Py_ssize_t n
+    if not PyBytes_CheckExact(data) or not PyBytes_CheckExact(ts):
+        return None
+    n = PyBytes_GET_SIZE(data)
+    if start < 0 or start >= n:
+        return None
+    job = _scan_job(<const unsigned char*>PyBytes_AS_STRING(data), n, start, PyBytes_AS_STRING(ts),
+                    PyBytes_GET_SIZE(ts), &stop)
+    if job is None or stop != n:
+        return None  # (or bytes after the object)
+    return job
+
+
+def scan_pushb(data, Py_ssize_t start, ts, Py_ssize_t limit):
+    """The embedded server's PUSHB fast path, a run of elements per call: ``data[start]``
+    is the ``[`` that opens a PUSHB command's array, or the ``,`` after the last element
+    a previous call scanned.  Scans elements as :func:`scan_push` does one job, until the
+    array ends or ``limit`` bytes are behind.  Returns ``(jobs, next)``: ``jobs`` the
+    ``(jid, queue, reserve_for, payload)`` of each element scanned, ``next`` ``len(data)``
+    when the array (and the line) ended after them, the offset of the ``,`` to go on from,
+    or -1 when the element after them does not qualify (or anything else does not: the
+    general path decides the whole command then)."""
+    cdef const unsigned char* p
+    cdef Py_ssize_t n, i, stop
+    cdef const char* tsp
+    cdef Py_ssize_t ts_len
+    cdef list jobs = []
+    if not PyBytes_CheckExact(data) or not PyBytes_CheckExact(ts):
+        return jobs, -1
+    p = <const unsigned char*>PyBytes_AS_STRING(data)
+    n = PyBytes_GET_SIZE(data)
+    tsp = PyBytes_AS_STRING(ts)
+    ts_len = PyBytes_GET_SIZE(ts)
+    if start < 0 or start + 1 >= n or not (p[start] == 0x5b or p[start] == 0x2c):
+        return jobs, -1
+    i = start + 1
+    if p[start] == 0x5b and p[i] == 0x5d:
+        return jobs, (n if i + 1 == n else -1)  # []
+    while True:
+        stop = -1
+        job = _scan_job(p, n, i, tsp, ts_len, &stop)
+        if job is None or stop >= n:
+            return jobs, -1
+        jobs.append(job)
+        i = stop
+        if p[i] == 0x5d:
+            return jobs, (n if i + 1 == n else -1)
+        if p[i] != 0x2c:
+            return jobs, -1
+        if i - start >= limit:
+            return jobs, i
+        i += 1

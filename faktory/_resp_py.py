@@ -13,7 +13,8 @@ from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, MAX_ARRAY, MAX_DE
 from faktory.errors import ProtocolError, server_error
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
-           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push"]
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
+           "scan_pushb"]
 
 IMPLEMENTATION = "python"
 
@@ -315,17 +316,9 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
     return -1
 
 
-def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes] | None:
-    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
-    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
-    payload)`` for a valid job that the real server would store exactly as ``payload``
-    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
-    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
-    else (the general path decides then, errors included)."""
-    if type(data) is not bytes or type(ts) is not bytes:
-        return None
-    n = len(data)
-    i = start
+def _scan_job(data: bytes, i: int, n: int, ts: bytes) -> tuple[tuple[str, str, int, bytes], int] | None:
+    # one job object at data[i]: its (jid, queue, reserve_for, payload) and the offset after
+    # its closing brace, or None when it does not qualify (see scan_push)
     if i < 0 or i >= n or data[i] != 0x7B:
         return None
     i += 1
@@ -364,8 +357,7 @@ def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes]
         if data[i] != 0x2C:
             return None
         i += 1
-    if i + 1 != n:
-        return None  # bytes after the object
+    stop = i + 1
     # the checks of manager.Push that fail: the general path gives their errors
     jid = fields.get(b"jid")
     if jid is None or len(jid) < 10:
@@ -400,4 +392,53 @@ def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes]
     if backtrace != b"0":
         parts += [b',"backtrace":', backtrace]
     parts.append(b"}")
-    return jid[1:-1].decode("ascii"), queue[1:-1].decode("ascii"), reserve_for, b"".join(parts)
+    return (jid[1:-1].decode("ascii"), queue[1:-1].decode("ascii"), reserve_for, b"".join(parts)), stop
+
+
+def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes] | None:
+    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
+    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
+    payload)`` for a valid job that the real server would store exactly as ``payload``
+    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
+    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
+    else (the general path decides then, errors included)."""
+    if type(data) is not bytes or type(ts) is not bytes:
+        return None
+    scanned = _scan_job(data, start, len(data), ts)
+    if scanned is None or scanned[1] != len(data):
+        return None  # (or bytes after the object)
+    return scanned[0]
+
+
+def scan_pushb(data: bytes, start: int, ts: bytes,
+               limit: int) -> tuple[list[tuple[str, str, int, bytes]], int]:
+    """The embedded server's PUSHB fast path, a run of elements per call: ``data[start]``
+    is the ``[`` that opens a PUSHB command's array, or the ``,`` after the last element
+    a previous call scanned.  Scans elements as :func:`scan_push` does one job, until the
+    array ends or ``limit`` bytes are behind.  Returns ``(jobs, next)``: ``jobs`` the
+    ``(jid, queue, reserve_for, payload)`` of each element scanned, ``next`` ``len(data)``
+    when the array (and the line) ended after them, the offset of the ``,`` to go on from,
+    or -1 when the element after them does not qualify (or anything else does not: the
+    general path decides the whole command then)."""
+    jobs: list[tuple[str, str, int, bytes]] = []
+    if type(data) is not bytes or type(ts) is not bytes:
+        return jobs, -1
+    n = len(data)
+    if start < 0 or start + 1 >= n or data[start] not in b"[,":
+        return jobs, -1
+    i = start + 1
+    if data[start] == 0x5B and data[i] == 0x5D:
+        return jobs, (n if i + 1 == n else -1)  # []
+    while True:
+        scanned = _scan_job(data, i, n, ts)
+        if scanned is None or scanned[1] >= n:
+            return jobs, -1
+        jobs.append(scanned[0])
+        i = scanned[1]
+        if data[i] == 0x5D:
+            return jobs, (n if i + 1 == n else -1)
+        if data[i] != 0x2C:
+            return jobs, -1
+        if i - start >= limit:
+            return jobs, i
+        i += 1
