@@ -12,12 +12,14 @@ import random
 from typing import Any, Callable
 
 import pytest
+from conftest import internals
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from srv_helpers import Raw
 
 from faktory import protocol
 from faktory.job import Job
-from faktory.server import FaktoryServer, gojson
+from faktory.server import FaktoryServer, ServerThread, bigline, gojson
 from faktory.server.clock import ManualClock
 from faktory.server.server import ServerConnection
 
@@ -266,3 +268,194 @@ def test_mutated_common_lines_behave_as_the_general_path() -> None:
                 del line[at]
         taken += check(bytes(line)) is not None
     assert taken > 0  # some mutants are still plain jobs
+
+
+# ----------------------------------------------------------------------------- PUSHB
+
+def _general_b(data: bytes, start: int, ts: bytes, limit: int) -> tuple[list[Any], int]:
+    return [], -1
+
+
+def _stored(srv: FaktoryServer) -> list[tuple[str, str, int, float, bytes]]:
+    stored = [(name, rec.jid, rec.reserve_for, rec.enqueued_at, rec.payload)
+              for name, q in srv.store.queues.items() for rec in q]
+    return stored + [("scheduled", rec.jid, rec.reserve_for, rec.score, rec.payload)
+                     for rec in srv.store.scheduled.ordered()]
+
+
+def outcome_b(scan: Any, line: bytes, sliced: bool = False) -> tuple[bytes | None, list[Any]]:
+    """The reply of a fresh in-memory server's PUSHB handler to ``line`` and what it stored;
+    ``sliced``: by the big-line path (its generator run to the end, as the loop would)."""
+    srv = FaktoryServer(clock=ManualClock(NOW))
+    srv._scan_pushb = scan
+    conn = ServerConnection(srv)
+    if not sliced:
+        return conn.cmd_pushb(line), _stored(srv)
+    work = conn._pushb_sliced(line)
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            return done.value, _stored(srv)
+
+
+def _stepped(scan: Any, limit: int) -> Any:
+    """``scan`` with a run of at most ``limit`` bytes per call (the big-line path's steps)."""
+    def run(data: bytes, start: int, ts: bytes, _: int) -> tuple[list[Any], int]:
+        return scan(data, start, ts, limit)
+    return run
+
+
+def check_b(line: bytes) -> Any:
+    """PUSHB: the same reply and stored jobs with each codec's fast path as without, in one
+    go and a run of elements per step; both codecs scan alike.  Returns what was scanned."""
+    expected = outcome_b(_general_b, line)
+    results = {}
+    for name in CODECS:
+        scan = protocol.CODECS[name].scan_pushb
+        results[name] = scan(line, 6, TS, len(line))
+        assert outcome_b(scan, line) == expected, (name, line)
+        if bigline.available() and len(line) >= 6:
+            for limit in (0, 150):
+                assert outcome_b(_stepped(scan, limit), line, sliced=True) == expected, (name, limit, line)
+        steps = []
+        jobs, end = scan(line, 6, TS, 0)
+        steps.append(jobs)
+        while 0 < end < len(line):
+            jobs, end = scan(line, end, TS, 0)
+            steps.append(jobs)
+        # a step of one element at a time ends the same way as one go
+        assert [job for step in steps for job in step] == results[name][0], (name, line)
+        assert (end == len(line)) == (results[name][1] == len(line))
+    assert len(set(map(repr, results.values()))) == 1, (line, results)
+    return results[CODECS[0]]
+
+
+def _pushb(*jobs: Any) -> bytes:
+    return b"PUSHB " + json.dumps(list(jobs), separators=(",", ":")).encode()
+
+
+def test_common_batches_take_the_fast_path() -> None:
+    line = _pushb(*COMMON)
+    jobs, end = check_b(line)
+    assert end == len(line) and len(jobs) == len(COMMON)
+    reply, stored = outcome_b(protocol.codec.scan_pushb, line)
+    assert reply == b"$2\r\n{}\r\n"
+    assert [s[1] for s in stored] == [job["jid"] for job in COMMON]  # in the batch's order
+    assert check_b(b"PUSHB []") == ([], 6 + 2)
+
+
+_J = '{"jid":"0123456789abcde%d","jobtype":"T","args":[%d]}'
+
+
+@pytest.mark.parametrize("line", [
+    # an element the fast path leaves to the general one, at the start, in the middle, at the end
+    ("PUSHB [" + ",".join([_J % (0, 0), '{"jid":"0123456789abcdef","jobtype":"T","args":[1.5]}',
+                           _J % (2, 2)]) + "]").encode(),
+    ("PUSHB [" + '{"jid":"x","jobtype":"T","args":[]},' + _J % (1, 1) + "]").encode(),
+    ("PUSHB [" + _J % (1, 1) + ',{"jid":"0123456789abcdef","jobtype":"","args":[]}]').encode(),
+    # rejected elements: the per-jid error map, the last error of a repeated jid winning
+    ("PUSHB [" + _J % (1, 1) + ',{"jid":"0123456789abcdef","jobtype":"T","args":[],"queue":"bad/q"},'
+     '{"jid":"0123456789abcdef","jobtype":"T","args":[],"reserve_for":86401},' + _J % (1, 2) + "]").encode(),
+    ("PUSHB [" + _J % (1, 1) + ',{"jid":"0123456789abcdeg","jobtype":"T","args":[],"queue":"bad/q"}]').encode(),
+    ("PUSHB [" + _J % (1, 1) + "," + _J % (1, 1) + "]").encode(),  # a jid twice: both pushed
+    # a type error or a syntax error after plain elements refuses the whole command
+    ("PUSHB [" + _J % (1, 1) + ',{"jid":5,"jobtype":"T","args":[]}]').encode(),
+    ("PUSHB [" + _J % (1, 1) + "," + _J % (2, 2) + ",]").encode(),
+    ("PUSHB [" + _J % (1, 1) + "," + _J % (2, 2)).encode(),
+    ("PUSHB [" + _J % (1, 1) + "] ").encode(),
+    ("PUSHB [" + _J % (1, 1) + "]x").encode(),
+    ("PUSHB [" + _J % (1, 1) + "]]").encode(),
+    ("PUSHB [ " + _J % (1, 1) + "]").encode(),
+    ("PUSHB [" + _J % (1, 1) + " ]").encode(),
+    ("PUSHB [" + _J % (1, 1) + ",null]").encode(),
+    ("PUSHB [" + _J % (1, 1) + ",[]]").encode(),
+    ("PUSHB [" + _J % (1, 1) + ',{"jid":"0123456789abcdef","jobtype":"T","args":[],"at":"2099-01-01T00:00:00Z"}]').encode(),
+    b"PUSHB [,]", b"PUSHB [", b"PUSHB ,", b"PUSHB ", b"PUSHB", b"PUSHB null", b"PUSHB {}", b"PUSHB [[]]",
+    b"PUSHB [{}]", b"PUSHB [null]", b"PUSHB []x", b"PUSHB [] ", b"PUSHB [1]", b'PUSHB "x"',
+])
+def test_other_batches_behave_as_the_general_path(line: bytes) -> None:
+    check_b(line)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(plain_lines(), plain_lines(), push_lines()), max_size=5), st.integers(0, 6))
+def test_generated_batches_behave_as_the_general_path(lines: list[bytes], cut: int) -> None:
+    line = b"PUSHB [" + b",".join(item[5:] for item in lines) + b"]"
+    if cut == 0 and len(line) > 7:  # now and then cut short or a byte changed
+        line = line[:-3]
+    check_b(line)
+
+
+def test_mutated_common_batches_behave_as_the_general_path() -> None:
+    rng = random.Random(20261202)
+    seeds = [_pushb(*COMMON), _pushb(COMMON[0], COMMON[2]), _pushb(COMMON[3])]
+    alphabet = b'{}[]",:0123456789-.eE \\<>&abtrufnl\xc3\xa9\xff'
+    taken = 0
+    for _ in range(3000):
+        line = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(6, len(line))
+            op = rng.random()
+            if op < 0.4:
+                line[at] = rng.choice(alphabet)
+            elif op < 0.7:
+                line.insert(at, rng.choice(alphabet))
+            else:
+                del line[at]
+        jobs, end = check_b(bytes(line))
+        taken += bool(jobs)
+    assert taken > 0  # some mutants still start with plain jobs
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_batch_arguments_of_other_types_are_not_scanned(name: str) -> None:
+    scan = protocol.CODECS[name].scan_pushb
+    line = _pushb(COMMON[2])
+    assert scan(line, 6, TS, len(line))[1] == len(line)
+    assert scan(bytearray(line), 6, TS, len(line)) == ([], -1)
+    assert scan(line, 6, TS.decode(), len(line)) == ([], -1)
+    assert scan(line, -1, TS, len(line)) == ([], -1)
+    assert scan(line, len(line), TS, len(line)) == ([], -1)
+    assert scan(line, 7, TS, len(line)) == ([], -1)  # not at the '[' nor at a ','
+
+
+def _big_outcome(general: bool, line: bytes) -> tuple[bytes, list[Any]]:
+    with ServerThread(clock=ManualClock(NOW)) as srv, Raw("127.0.0.1", srv.port, timeout=60) as raw:
+        raw.hello()
+        if general:
+            srv.call(lambda: setattr(srv.server, "_scan_pushb", _general_b))
+        reply = raw.cmd(line + b"\r\n")
+        return reply, srv.call(lambda: _stored(srv.server))
+
+
+def _many(n: int, odd: dict[int, Any]) -> bytes:
+    jobs = [{"jid": f"{i:016d}", "jobtype": "T", "args": [i, "x" * 40]} for i in range(n)]
+    for at, job in odd.items():
+        jobs[at] = job
+    return _pushb(*jobs)
+
+
+_BIG = {
+    "plain": _many(2500, {}),
+    "a-float": _many(2500, {1200: {"jid": "0000000000001200", "jobtype": "T", "args": [1.5]}}),
+    "rejected": _many(2500, {10: {"jid": "0000000000000010", "jobtype": "T", "args": [], "queue": "bad/q"},
+                             2400: {"jid": "0000000000000011", "jobtype": "", "args": []}}),
+    "type-error": _many(2500, {2499: {"jid": 5, "jobtype": "T", "args": []}}),
+    "empty-last": _many(2500, {})[:-1] + b",{}]",
+    "1500": _many(1500, {}),  # over the big-line threshold, in one batch slice
+}
+
+
+@internals
+@pytest.mark.parametrize("shape", list(_BIG))
+def test_big_batches_behave_as_the_general_path(shape: str) -> None:
+    line = _BIG[shape]
+    assert len(line) > bigline.BIG_LINE
+    expected = _big_outcome(True, line)
+    assert _big_outcome(False, line) == expected
+    assert protocol.codec.scan_pushb(line, 6, TS, len(line))[0]  # (a run of) the fast path
+    if shape in ("plain", "a-float", "1500"):
+        assert expected[0] == b"$2\r\n{}\r\n" and len(expected[1]) == line.count(b'"jid"')
+    if shape == "rejected":
+        assert expected[0].startswith(b"$") and b"0000000000000010" in expected[0]
