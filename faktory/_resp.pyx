@@ -637,7 +637,8 @@ def pack_pushb(jobs):
 
 # scan_push: the embedded server's fast path for the common PUSH payload.  It accepts only
 # what Go's decode-then-marshal leaves byte for byte as it is (compact JSON; strings of
-# printable ASCII without quote, backslash, <, > or &; integers without sign games; objects
+# printable ASCII without quote, backslash, <, > or & (in args and custom also valid UTF-8
+# but U+2028 and U+2029); integers without sign games; objects
 # in args/custom with strictly increasing keys, as Go sorts map keys) and copies those bytes
 # into the stored payload in the order Go writes client.Job.  Anything else returns None and
 # the general path (gojson) decides, errors included.  The pure twin is the reference.
@@ -675,6 +676,50 @@ cdef Py_ssize_t _scan_plain_str(const unsigned char* p, Py_ssize_t i, Py_ssize_t
     return -1
 
 
+cdef Py_ssize_t _scan_text_str(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    # p[i] == '"': the end of a string of args or custom that Go writes back unchanged (plain
+    # ASCII as above, and valid UTF-8 but U+2028 and U+2029, which Go escapes), else -1
+    cdef unsigned char c, c1
+    i += 1
+    while i < n:
+        c = p[i]
+        if c < 0x80:
+            if not _plain_byte(c):
+                break
+            i += 1
+            continue
+        if 0xc2 <= c <= 0xdf:
+            if n - i < 2 or not (0x80 <= p[i + 1] <= 0xbf):
+                return -1
+            i += 2
+        elif 0xe0 <= c <= 0xef:
+            if n - i < 3:
+                return -1
+            c1 = p[i + 1]
+            if not (0x80 <= c1 <= 0xbf) or not (0x80 <= p[i + 2] <= 0xbf):
+                return -1
+            if (c == 0xe0 and c1 < 0xa0) or (c == 0xed and c1 > 0x9f):
+                return -1  # overlong, or a surrogate: Go reads U+FFFD
+            if c == 0xe2 and c1 == 0x80 and (p[i + 2] == 0xa8 or p[i + 2] == 0xa9):
+                return -1  # U+2028, U+2029: escaped by Go
+            i += 3
+        elif 0xf0 <= c <= 0xf4:
+            if n - i < 4:
+                return -1
+            c1 = p[i + 1]
+            if not (0x80 <= c1 <= 0xbf) or not (0x80 <= p[i + 2] <= 0xbf) \
+                    or not (0x80 <= p[i + 3] <= 0xbf):
+                return -1
+            if (c == 0xf0 and c1 < 0x90) or (c == 0xf4 and c1 > 0x8f):
+                return -1  # overlong, or beyond U+10FFFF
+            i += 4
+        else:
+            return -1
+    if i < n and p[i] == 0x22:
+        return i + 1
+    return -1
+
+
 cdef Py_ssize_t _scan_plain_int(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
                                 Py_ssize_t max_digits) noexcept:
     # 0, or -?[1-9][0-9]* with at most max_digits digits; the caller checks what follows
@@ -700,7 +745,7 @@ cdef inline bint _literal(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, co
 
 cdef inline bint _key_after(const unsigned char* prev, Py_ssize_t prev_len,
                             const unsigned char* key, Py_ssize_t key_len) noexcept:
-    # key > prev, bytewise (Go's sort.Strings; both are ASCII here)
+    # key > prev, bytewise (Go's sort.Strings: byte order, which is code point order in UTF-8)
     cdef int r = memcmp(prev, key, key_len if key_len < prev_len else prev_len)
     return r < 0 or (r == 0 and key_len > prev_len)
 
@@ -714,7 +759,7 @@ cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize
         return -1
     c = p[i]
     if c == 0x22:
-        return _scan_plain_str(p, i, n)
+        return _scan_text_str(p, i, n)
     if c == 0x2d or 0x30 <= c <= 0x39:
         return _scan_plain_int(p, i, n, 15)  # |v| < 10**15 < 2**53: float64 prints it as is
     if c == 0x74:
@@ -746,7 +791,7 @@ cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize
             if i >= n or p[i] != 0x22:
                 return -1
             key = i + 1
-            i = _scan_plain_str(p, i, n)
+            i = _scan_text_str(p, i, n)
             if i < 0:
                 return -1
             key_len = i - 1 - key

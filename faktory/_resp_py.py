@@ -252,6 +252,13 @@ def pack_pushb(jobs: Iterable[dict[str, Any]]) -> bytes:
 
 #: a string Go writes back unchanged: printable ASCII but " \ < > &
 _PLAIN_STR = re.compile(rb'"[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e]*"')
+#: a string of args or custom Go writes back unchanged: as above, and valid UTF-8 but U+2028
+#: and U+2029 (which Go escapes)
+_TEXT_STR = re.compile(
+    rb'"(?:[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e]+|[\xc2-\xdf][\x80-\xbf]'
+    rb'|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1\xe3-\xec\xee\xef][\x80-\xbf]{2}'
+    rb'|\xe2(?:[\x81-\xbf][\x80-\xbf]|\x80[\x80-\xa7\xaa-\xbf])|\xed[\x80-\x9f][\x80-\xbf]'
+    rb'|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})*"')
 #: integers without sign games ("-0" is a float to Go), at most 18 / 15 digits
 _PLAIN_INT = re.compile(rb"0|-?[1-9][0-9]{0,17}(?![0-9])")
 _PLAIN_ARG_INT = re.compile(rb"0|-?[1-9][0-9]{0,14}(?![0-9])")
@@ -268,7 +275,7 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
         return -1
     c = data[i]
     if c == 0x22:
-        m = _PLAIN_STR.match(data, i)
+        m = _TEXT_STR.match(data, i)
         return -1 if m is None else m.end()
     if c == 0x2D or 0x30 <= c <= 0x39:
         m = _PLAIN_ARG_INT.match(data, i)  # |v| < 10**15 < 2**53: float64 prints it as is
@@ -295,7 +302,7 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
             return i + 1
         prev = None
         while True:
-            m = _PLAIN_STR.match(data, i)
+            m = _TEXT_STR.match(data, i)
             if m is None:
                 return -1
             key = m.group()

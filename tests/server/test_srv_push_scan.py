@@ -94,8 +94,17 @@ def test_common_payloads_take_the_fast_path(job: dict[str, Any]) -> None:
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"a":1,"a":2}]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["<b>&"]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\\u00e9\\/"]}',
-    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xc3\xa9"]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xff"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xc3"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xc0\x80"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xe0\x80\x80"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xed\xa0\x80"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xf4\x90\x80\x80"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xe2\x80\xa8"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xe2\x80\xa9"]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[],"custom":{"\xc3\xa9":1,"z":2}}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"\xc3\xa9","args":[]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[],"queue":"\xc3\xa9"}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1], "queue":"q"}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"priority":5}',
     b'PUSH {"JID":"0123456789abcdef","jobtype":"T","args":[1]}',
@@ -124,6 +133,18 @@ def test_common_payloads_take_the_fast_path(job: dict[str, Any]) -> None:
 ])
 def test_everything_else_behaves_as_the_general_path(line: bytes) -> None:
     assert check(line) is None
+
+
+@pytest.mark.parametrize("text", ["\u00e9", "\u20ac", "\u2027\u202a", "\U0001f600", "\ufffd", "\uffff",
+                                  "\U0010ffff", "\u0080\u07ff\u0800\ud7ff\ue000\U00010000"])
+def test_utf8_text_in_args_and_custom_takes_the_fast_path(text: str) -> None:
+    # Go writes valid UTF-8 back as it came (but U+2028 and U+2029), keys sorted bytewise
+    job = {"jid": "0123456789abcdef", "jobtype": "T", "args": [text, {"a": text, text: 1}],
+           "custom": {"k": text, "z" + text: [text]}}
+    line = b"PUSH " + json.dumps(job, separators=(",", ":"), ensure_ascii=False).encode()
+    assert check(line) is not None
+    reply, [stored] = outcome(protocol.codec.scan_push, line)
+    assert reply == b"+OK\r\n" and text.encode() in stored[-1]
 
 
 def test_a_bad_queue_name_is_refused_by_the_store_after_the_scan() -> None:
@@ -195,7 +216,7 @@ def push_lines(draw: Any) -> bytes:
 
 
 # near-plain jobs: mostly what the fast path takes, now and then one value it must refuse
-_PLAIN_TEXT = st.text(alphabet=st.sampled_from(list("abcXYZ09-_./ :")), max_size=10)
+_PLAIN_TEXT = st.text(alphabet=st.sampled_from(list("abcXYZ09-_./ :\u00e9\u20ac\U0001f600\u2028")), max_size=10)
 _ODD = st.sampled_from([1.5, -0.0, 1 << 60, "<", "\u00e9", "\u2028", "a\"b", {"b": 1, "a": 2}, None, 1e21])
 _PLAIN = st.recursive(
     st.one_of(st.none(), st.booleans(), _PLAIN_TEXT, st.integers(-(10**15) + 1, 10**15 - 1)),
@@ -224,7 +245,7 @@ def plain_lines(draw: Any) -> bytes:
     job = {k: job[k] for k in order}
     if draw(st.integers(0, 4)) == 0:
         job[draw(st.sampled_from(keys))] = draw(_ODD)
-    return b"PUSH " + json.dumps(job, separators=(",", ":")).encode()
+    return b"PUSH " + json.dumps(job, separators=(",", ":"), ensure_ascii=draw(st.booleans())).encode()
 
 
 _TAKEN = {"plain": 0, "all": 0}
@@ -253,7 +274,9 @@ def test_most_generated_plain_jobs_took_the_fast_path() -> None:
 def test_mutated_common_lines_behave_as_the_general_path() -> None:
     rng = random.Random(20261201)
     seeds = [b"PUSH " + json.dumps(job, separators=(",", ":")).encode() for job in COMMON]
-    alphabet = b'{}[]",:0123456789-.eE \\<>&abtrufnl\xc3\xa9\xff'
+    seeds.append(b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xc3\xa9\xe2\x82\xac",'
+                 b'"\xf0\x9f\x98\x80"],"custom":{"\xc3\xa9":1,"\xf0\x9f\x98\x80":2}}')
+    alphabet = b'{}[]",:0123456789-.eE \\<>&abtrufnl\xc3\xa9\xff\x80\xbf\xe2\xa8\xed\xa0\xf0\xf4\x90'
     taken = 0
     for _ in range(3000):
         line = bytearray(rng.choice(seeds))
@@ -389,8 +412,10 @@ def test_generated_batches_behave_as_the_general_path(lines: list[bytes], cut: i
 
 def test_mutated_common_batches_behave_as_the_general_path() -> None:
     rng = random.Random(20261202)
-    seeds = [_pushb(*COMMON), _pushb(COMMON[0], COMMON[2]), _pushb(COMMON[3])]
-    alphabet = b'{}[]",:0123456789-.eE \\<>&abtrufnl\xc3\xa9\xff'
+    seeds = [_pushb(*COMMON), _pushb(COMMON[0], COMMON[2]), _pushb(COMMON[3]),
+             b"PUSHB [" + json.dumps(COMMON[1], separators=(",", ":")).encode() + b',{"jid":"0123456789abcdef",'
+             b'"jobtype":"T","args":["\xc3\xa9\xe2\x82\xac"],"custom":{"\xf0\x9f\x98\x80":2}}]']
+    alphabet = b'{}[]",:0123456789-.eE \\<>&abtrufnl\xc3\xa9\xff\x80\xbf\xe2\xa8\xed\xa0\xf0\xf4\x90'
     taken = 0
     for _ in range(3000):
         line = bytearray(rng.choice(seeds))
