@@ -19,7 +19,7 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
-from libc.math cimport isfinite
+from libc.math cimport fabs, isfinite, signbit
 from libc.string cimport memchr, memcmp, memcpy, memmove, strlen
 
 import json
@@ -42,6 +42,7 @@ cdef extern from "Python.h":
     long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
     char* PyOS_double_to_string(double value, char format_code, int precision, int flags,
                                 int* ptype) except NULL
+    double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
     int Py_DTSF_ADD_DOT_0
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
@@ -638,7 +639,8 @@ def pack_pushb(jobs):
 # scan_push: the embedded server's fast path for the common PUSH payload.  It accepts only
 # what Go's decode-then-marshal leaves byte for byte as it is (compact JSON; strings of
 # printable ASCII without quote, backslash, <, > or & (in args and custom also valid UTF-8
-# but U+2028 and U+2029); integers without sign games; objects
+# but U+2028 and U+2029); integers without sign games (in args and custom any number that
+# float64 prints back as it came); objects
 # in args/custom with strictly increasing keys, as Go sorts map keys) and copies those bytes
 # into the stored payload in the order Go writes client.Job.  Anything else returns None and
 # the general path (gojson) decides, errors included.  The pure twin is the reference.
@@ -738,6 +740,152 @@ cdef Py_ssize_t _scan_plain_int(const unsigned char* p, Py_ssize_t i, Py_ssize_t
     return i
 
 
+cdef bint _go_number(const unsigned char* p, Py_ssize_t start, Py_ssize_t end) noexcept:
+    # p[start:end], a JSON number: whether Go writes the float64 it reads back as these bytes
+    # (strconv 'f' with the shortest digits for 1e-6 <= |x| < 1e21, else 'e' with e-7 for
+    # e-07; -0 stays -0), the digits being Python's repr's (the same shortest round trip)
+    cdef char* endp = NULL
+    cdef char* r = NULL
+    cdef const char* q
+    cdef double x, ax
+    cdef char digits[40]
+    cdef char out[80]
+    cdef int nd = 0, dp = 0, e = 0, w = 0, k, ex
+    cdef bint seen_point = False, eneg = False
+    cdef char tmp[8]
+    if end - start > 40:
+        return False
+    try:
+        x = PyOS_string_to_double(<const char*>p + start, &endp, NULL)
+        if endp != <char*>p + end or not isfinite(x):
+            return False
+        if x == 0:
+            if signbit(x):
+                return end - start == 2 and p[start] == 0x2d and p[start + 1] == 0x30
+            return end - start == 1 and p[start] == 0x30
+        r = PyOS_double_to_string(x, b"r", 0, 0, NULL)
+    except Exception:
+        return False
+    q = r
+    if q[0] == b"-":
+        out[w] = b"-"
+        w += 1
+        q += 1
+    while q[0] != 0 and q[0] != b"e":
+        if q[0] == b".":
+            seen_point = True
+        elif nd == 0 and q[0] == b"0":  # a leading zero
+            if seen_point:
+                dp -= 1
+        elif nd < 32:
+            digits[nd] = q[0]
+            nd += 1
+            if not seen_point:
+                dp += 1
+        q += 1
+    if q[0] == b"e":
+        q += 1
+        if q[0] == b"-":
+            eneg = True
+            q += 1
+        elif q[0] == b"+":
+            q += 1
+        while q[0] != 0:
+            e = e * 10 + (q[0] - 48)
+            q += 1
+        dp += -e if eneg else e
+    PyMem_Free(r)
+    if nd == 0 or nd >= 32:
+        return False  # pragma: no cover - not a finite non-zero repr
+    while nd > 1 and digits[nd - 1] == b"0":
+        nd -= 1
+    ax = fabs(x)
+    if ax < 1e-6 or ax >= 1e21:
+        out[w] = digits[0]
+        w += 1
+        if nd > 1:
+            out[w] = b"."
+            w += 1
+            memcpy(out + w, digits + 1, nd - 1)
+            w += nd - 1
+        out[w] = b"e"
+        w += 1
+        ex = dp - 1
+        if ex < 0:
+            out[w] = b"-"
+            ex = -ex
+        else:
+            out[w] = b"+"
+        w += 1
+        k = 0
+        while ex > 0 or k < (1 if dp - 1 < 0 else 2):
+            tmp[k] = <char>(48 + ex % 10)
+            ex //= 10
+            k += 1
+        while k > 0:
+            k -= 1
+            out[w] = tmp[k]
+            w += 1
+    elif dp <= 0:
+        out[w] = b"0"
+        out[w + 1] = b"."
+        w += 2
+        for k in range(-dp):
+            out[w] = b"0"
+            w += 1
+        memcpy(out + w, digits, nd)
+        w += nd
+    elif dp >= nd:
+        memcpy(out + w, digits, nd)
+        w += nd
+        for k in range(dp - nd):
+            out[w] = b"0"
+            w += 1
+    else:
+        memcpy(out + w, digits, dp)
+        w += dp
+        out[w] = b"."
+        w += 1
+        memcpy(out + w, digits + dp, nd - dp)
+        w += nd - dp
+    return w == end - start and memcmp(out, p + start, w) == 0
+
+
+cdef Py_ssize_t _scan_number(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    # a number of args or custom (a float64 to Go): the end of one Go writes back unchanged
+    cdef Py_ssize_t start = i, first
+    cdef bint whole = True
+    if i < n and p[i] == 0x2d:
+        i += 1
+    first = i
+    if i < n and p[i] == 0x30:
+        i += 1
+    elif i < n and 0x31 <= p[i] <= 0x39:
+        while i < n and 0x30 <= p[i] <= 0x39:
+            i += 1
+    else:
+        return -1
+    if i < n and p[i] == 0x2e:
+        whole = False
+        i += 1
+        if i >= n or not (0x30 <= p[i] <= 0x39):
+            return -1
+        while i < n and 0x30 <= p[i] <= 0x39:
+            i += 1
+    if i < n and (p[i] == 0x65 or p[i] == 0x45):
+        whole = False
+        i += 1
+        if i < n and (p[i] == 0x2b or p[i] == 0x2d):
+            i += 1
+        if i >= n or not (0x30 <= p[i] <= 0x39):
+            return -1
+        while i < n and 0x30 <= p[i] <= 0x39:
+            i += 1
+    if whole and i - first <= 15 and not (p[start] == 0x2d and p[first] == 0x30):
+        return i  # |v| < 10**15 < 2**53: float64 prints it as is
+    return i if _go_number(p, start, i) else -1
+
+
 cdef inline bint _literal(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, const char* word,
                           Py_ssize_t size) noexcept:
     return n - i >= size and memcmp(p + i, word, size) == 0
@@ -761,7 +909,7 @@ cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize
     if c == 0x22:
         return _scan_text_str(p, i, n)
     if c == 0x2d or 0x30 <= c <= 0x39:
-        return _scan_plain_int(p, i, n, 15)  # |v| < 10**15 < 2**53: float64 prints it as is
+        return _scan_number(p, i, n)
     if c == 0x74:
         return i + 4 if _literal(p, i, n, b"true", 4) else -1
     if c == 0x66:

@@ -6,6 +6,7 @@ byte stream.  Keep the two files diffable side by side: change one, change the o
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Callable, Iterable, Sequence
 
@@ -262,11 +263,44 @@ _TEXT_STR = re.compile(
 #: integers without sign games ("-0" is a float to Go), at most 18 / 15 digits
 _PLAIN_INT = re.compile(rb"0|-?[1-9][0-9]{0,17}(?![0-9])")
 _PLAIN_ARG_INT = re.compile(rb"0|-?[1-9][0-9]{0,14}(?![0-9])")
+#: any JSON number (in args and custom: a float64 to Go)
+_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _SCAN_MAX_DEPTH = 32
 _MAX_RESERVE = 86400
 _STRING_FIELDS = frozenset((b"jid", b"queue", b"jobtype", b"created_at", b"enqueued_at", b"at"))
 _INT_FIELDS = frozenset((b"retry", b"reserve_for", b"backtrace"))
 _LITERALS = {0x74: b"true", 0x66: b"false", 0x6E: b"null"}
+
+
+def _go_number(token: bytes) -> bool:
+    # a JSON number: whether Go writes the float64 it reads back as these bytes (strconv 'f'
+    # with the shortest digits for 1e-6 <= |x| < 1e21, else 'e' with e-7 for e-07; -0 stays
+    # -0), the digits being repr's (the same shortest round trip)
+    x = float(token)
+    if not math.isfinite(x):
+        return False
+    if x == 0:
+        return token == (b"-0" if math.copysign(1.0, x) < 0 else b"0")
+    text = repr(x)
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    mantissa, _, exponent = text.partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0")
+    point = len(whole) - (len(whole + frac) - len(digits)) + int(exponent or 0)
+    digits = digits.rstrip("0")
+    if abs(x) < 1e-6 or abs(x) >= 1e21:
+        e10 = point - 1
+        out = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        out += f"e-{-e10}" if e10 < 0 else f"e+{e10:02d}"
+    elif point <= 0:
+        out = "0." + "0" * -point + digits
+    elif point >= len(digits):
+        out = digits + "0" * (point - len(digits))
+    else:
+        out = digits[:point] + "." + digits[point:]
+    return (sign + out).encode() == token
 
 
 def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
@@ -278,8 +312,12 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
         m = _TEXT_STR.match(data, i)
         return -1 if m is None else m.end()
     if c == 0x2D or 0x30 <= c <= 0x39:
-        m = _PLAIN_ARG_INT.match(data, i)  # |v| < 10**15 < 2**53: float64 prints it as is
-        return -1 if m is None else m.end()
+        m = _NUMBER.match(data, i)
+        if m is None:
+            return -1
+        if m.lastindex is None and _PLAIN_ARG_INT.fullmatch(m.group()):
+            return m.end()  # |v| < 10**15 < 2**53: float64 prints it as is
+        return m.end() if _go_number(m.group()) else -1
     word = _LITERALS.get(c)
     if word is not None:
         return i + len(word) if data.startswith(word, i) else -1

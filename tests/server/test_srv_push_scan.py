@@ -88,7 +88,22 @@ def test_common_payloads_take_the_fast_path(job: dict[str, Any]) -> None:
 @pytest.mark.parametrize("line", [
     # anything Go would change or that needs the general path's decision
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1.0]}',
-    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[-0]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[-0.0]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[0.0]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1e2]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1.50]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1E+21]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1e21]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1e-07]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[0.0000001]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[9007199254740993]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1e400]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1e-400]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[0.1000000000000000055511151231257827]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1.]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1e]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[01]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"retry":-0}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[12345678901234567890]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"b":1,"a":2}]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"a":1,"a":2}]}',
@@ -145,6 +160,19 @@ def test_utf8_text_in_args_and_custom_takes_the_fast_path(text: str) -> None:
     assert check(line) is not None
     reply, [stored] = outcome(protocol.codec.scan_push, line)
     assert reply == b"+OK\r\n" and text.encode() in stored[-1]
+
+
+@pytest.mark.parametrize("number", ["-0", "1.5", "-0.25", "3.141592653589793", "0.1", "1e+21", "-1.5e+300",
+                                    "1e-7", "1.2345e-10", "5e-324", "0.000001", "123456789.123",
+                                    "999999999999999900000", "1234567890123456", "1.7976931348623157e+308"])
+def test_numbers_float64_prints_as_they_came_take_the_fast_path(number: str) -> None:
+    line = ('PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[%s,{"k":[%s]}],"custom":{"n":%s}}'
+            % (number, number, number)).encode()
+    assert check(line) is not None
+    reply, [stored] = outcome(protocol.codec.scan_push, line)
+    assert reply == b"+OK\r\n"
+    assert (b'"args":[%s,{"k":[%s]}]' % (number.encode(), number.encode())) in stored[-1]
+    assert (b'"custom":{"n":%s}' % number.encode()) in stored[-1]
 
 
 def test_a_bad_queue_name_is_refused_by_the_store_after_the_scan() -> None:
@@ -219,7 +247,8 @@ def push_lines(draw: Any) -> bytes:
 _PLAIN_TEXT = st.text(alphabet=st.sampled_from(list("abcXYZ09-_./ :\u00e9\u20ac\U0001f600\u2028")), max_size=10)
 _ODD = st.sampled_from([1.5, -0.0, 1 << 60, "<", "\u00e9", "\u2028", "a\"b", {"b": 1, "a": 2}, None, 1e21])
 _PLAIN = st.recursive(
-    st.one_of(st.none(), st.booleans(), _PLAIN_TEXT, st.integers(-(10**15) + 1, 10**15 - 1)),
+    st.one_of(st.none(), st.booleans(), _PLAIN_TEXT, st.integers(-(10**15) + 1, 10**15 - 1),
+              st.floats(allow_nan=False, allow_infinity=False)),  # repr: Go's text or not
     lambda inner: st.one_of(st.lists(inner, max_size=3),
                             st.dictionaries(_PLAIN_TEXT, inner, max_size=3).map(
                                 lambda d: dict(sorted(d.items())))), max_leaves=8)
@@ -276,6 +305,8 @@ def test_mutated_common_lines_behave_as_the_general_path() -> None:
     seeds = [b"PUSH " + json.dumps(job, separators=(",", ":")).encode() for job in COMMON]
     seeds.append(b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xc3\xa9\xe2\x82\xac",'
                  b'"\xf0\x9f\x98\x80"],"custom":{"\xc3\xa9":1,"\xf0\x9f\x98\x80":2}}')
+    seeds.append(b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1.5,-0,1e+21,1e-7,0.25],'
+                 b'"custom":{"f":[123.456,-7.5e-10]}}')
     alphabet = b'{}[]",:0123456789-.eE \\<>&abtrufnl\xc3\xa9\xff\x80\xbf\xe2\xa8\xed\xa0\xf0\xf4\x90'
     taken = 0
     for _ in range(3000):
@@ -414,7 +445,9 @@ def test_mutated_common_batches_behave_as_the_general_path() -> None:
     rng = random.Random(20261202)
     seeds = [_pushb(*COMMON), _pushb(COMMON[0], COMMON[2]), _pushb(COMMON[3]),
              b"PUSHB [" + json.dumps(COMMON[1], separators=(",", ":")).encode() + b',{"jid":"0123456789abcdef",'
-             b'"jobtype":"T","args":["\xc3\xa9\xe2\x82\xac"],"custom":{"\xf0\x9f\x98\x80":2}}]']
+             b'"jobtype":"T","args":["\xc3\xa9\xe2\x82\xac"],"custom":{"\xf0\x9f\x98\x80":2}}]',
+             b'PUSHB [{"jid":"0123456789abcdef","jobtype":"T","args":[1.5,-0,1e+21,1e-7]},'
+             b'{"jid":"0123456789abcdeg","jobtype":"T","args":[0.25],"custom":{"f":[-7.5e-10]}}]']
     alphabet = b'{}[]",:0123456789-.eE \\<>&abtrufnl\xc3\xa9\xff\x80\xbf\xe2\xa8\xed\xa0\xf0\xf4\x90'
     taken = 0
     for _ in range(3000):
