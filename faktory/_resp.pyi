@@ -6,7 +6,7 @@ from faktory._const import NEED_DATA as NEED_DATA
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
            "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
-           "scan_pushb"]
+           "scan_pushb", "format_stamp"]
 
 IMPLEMENTATION: str  # "cython" or "python"
 
@@ -60,3 +60,4 @@ def pack_pushb(jobs: Iterable[dict[str, Any]]) -> bytes: ...  # b"PUSHB [<json>,
 def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes] | None: ...
 def scan_pushb(data: bytes, start: int, ts: bytes,
                limit: int) -> tuple[list[tuple[str, str, int, bytes]], int]: ...
+def format_stamp(t: float) -> bytes: ...

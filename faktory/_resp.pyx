@@ -21,12 +21,17 @@ from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.math cimport fabs, isfinite, signbit
 from libc.string cimport memchr, memcmp, memcpy, memmove, strlen
+from libc.time cimport time_t, tm
 
 import json
+import time as _time
 
 from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, NEED_DATA
 from faktory._const import MAX_ARRAY as _PY_MAX_ARRAY, MAX_DEPTH as _PY_MAX_DEPTH
 from faktory.errors import ProtocolError, server_error
+
+cdef extern from "<time.h>" nogil:
+    tm* gmtime_r(const time_t* timep, tm* result)
 
 cdef extern from "Python.h":
     # Not exposed by Cython's cpython.* pxds; part of the stable C API for decades.
@@ -47,7 +52,7 @@ cdef extern from "Python.h":
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
            "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
-           "scan_pushb"]
+           "scan_pushb", "format_stamp"]
 
 IMPLEMENTATION = "cython"
 
@@ -1206,3 +1211,58 @@ def scan_pushb(data, Py_ssize_t start, ts, Py_ssize_t limit):
         if i - start >= limit:
             return jobs, i
         i += 1
+
+
+def format_stamp(double t):
+    """``t`` (epoch seconds) as the server stamps jobs: ``time.RFC3339Nano`` in UTC,
+    nanoseconds with trailing zeros trimmed, as ``bytes`` (what ``gojson.format_time``
+    gives, for the fast paths' ``ts``)."""
+    cdef double v = t * 1e9
+    cdef long long ns, frac
+    cdef time_t secs
+    cdef tm parts
+    cdef char out[40]
+    cdef int w, k
+    if not (0 <= v < 9.0e18):
+        return _format_stamp(t)  # before 1970, or far ahead: the general formatting
+    ns = <long long>v  # an integer already (t * 1e9 >= 2**53 from 1970-04 on) or rounded as round()
+    if <double>ns != v:
+        return _format_stamp(t)
+    secs = <time_t>(ns // 1000000000)
+    frac = ns % 1000000000
+    if gmtime_r(&secs, &parts) is NULL or not (1000 <= parts.tm_year + 1900 <= 9999):
+        return _format_stamp(t)
+    _put_number(out, parts.tm_year + 1900, 4)
+    out[4] = b"-"
+    _put_number(out + 5, parts.tm_mon + 1, 2)
+    out[7] = b"-"
+    _put_number(out + 8, parts.tm_mday, 2)
+    out[10] = b"T"
+    _put_number(out + 11, parts.tm_hour, 2)
+    out[13] = b":"
+    _put_number(out + 14, parts.tm_min, 2)
+    out[16] = b":"
+    _put_number(out + 17, parts.tm_sec, 2)
+    w = 19
+    if frac:
+        out[w] = b"."
+        _put_number(out + w + 1, frac, 9)
+        w += 10
+        while out[w - 1] == b"0":
+            w -= 1
+    out[w] = b"Z"
+    return PyBytes_FromStringAndSize(out, w + 1)
+
+
+cdef inline void _put_number(char* w, long long v, int digits) noexcept:
+    cdef int k
+    for k in range(digits - 1, -1, -1):
+        w[k] = <char>(48 + v % 10)
+        v //= 10
+
+
+def _format_stamp(t):
+    ns = int(round(t * 1e9))
+    secs, frac = divmod(ns, 1_000_000_000)
+    prefix = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs))
+    return ((f"{prefix}.{frac:09d}".rstrip("0") + "Z") if frac else prefix + "Z").encode()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from typing import Any, Callable, Iterable, Sequence
 
 from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, MAX_ARRAY, MAX_DEPTH, NEED_DATA
@@ -15,7 +16,7 @@ from faktory.errors import ProtocolError, server_error
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
            "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
-           "scan_pushb"]
+           "scan_pushb", "format_stamp"]
 
 IMPLEMENTATION = "python"
 
@@ -487,3 +488,13 @@ def scan_pushb(data: bytes, start: int, ts: bytes,
         if i - start >= limit:
             return jobs, i
         i += 1
+
+
+def format_stamp(t: float) -> bytes:
+    """``t`` (epoch seconds) as the server stamps jobs: ``time.RFC3339Nano`` in UTC,
+    nanoseconds with trailing zeros trimmed, as ``bytes`` (what ``gojson.format_time``
+    gives, for the fast paths' ``ts``)."""
+    ns = int(round(t * 1e9))
+    secs, frac = divmod(ns, 1_000_000_000)
+    prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return ((f"{prefix}.{frac:09d}".rstrip("0") + "Z") if frac else prefix + "Z").encode()

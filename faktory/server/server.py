@@ -593,9 +593,8 @@ class ServerConnection(asyncio.Protocol):
             return None
         store = self.store
         now = store.clock.now()
-        ts = gojson.format_time(now)
         # the common payload: validated and turned into the stored bytes in one pass
-        scanned = self.srv._scan_push(line, 5, ts.encode())
+        scanned = self.srv._scan_push(line, 5, self.srv._stamp(now))
         if scanned is not None:
             error = store.push_scanned(scanned[0], scanned[1], scanned[2], scanned[3], now)
             return OK if error is None else _err(error)
@@ -652,9 +651,10 @@ class ServerConnection(asyncio.Protocol):
             self._start_work(line, self._pushb_sliced(line))
             return None
         now = self.store.clock.now()
-        ts = gojson.format_time(now)
+        stamp = self.srv._stamp(now)
+        ts = stamp.decode()
         # the common batch: each element validated and turned into its stored bytes in one pass
-        scanned, end = self.srv._scan_pushb(line, 6, ts.encode(), len(line))
+        scanned, end = self.srv._scan_pushb(line, 6, stamp, len(line))
         if end == len(line):
             return self._pushb_jobs(scanned, now, ts)
         try:
@@ -665,8 +665,8 @@ class ServerConnection(asyncio.Protocol):
 
     def _pushb_sliced(self, line: bytes) -> Generator[None, None, bytes | None]:
         now = self.store.clock.now()
-        ts = gojson.format_time(now)
-        stamp = ts.encode()
+        stamp = self.srv._stamp(now)
+        ts = stamp.decode()
         scan = self.srv._scan_pushb
         # the fast path a run of elements per step, as long as they qualify
         scanned, end = scan(line, 6, stamp, bigline.CHUNK)
@@ -1064,6 +1064,8 @@ class FaktoryServer:
         #: its pure twin: ``faktory.protocol.selected`` picks one in tests)
         self._scan_push = protocol.codec.scan_push
         self._scan_pushb = protocol.codec.scan_pushb
+        #: ``gojson.format_time`` as bytes, in C: the time stamp of the fast paths
+        self._stamp = protocol.codec.format_stamp
         self._conns: set[ServerConnection] = set()
         self._workers: dict[str, WorkerRecord] = {}
         self._workers_reaped = 0

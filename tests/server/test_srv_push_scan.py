@@ -202,7 +202,21 @@ def test_a_server_made_under_the_pure_codec_uses_its_scan() -> None:
     with protocol.selected("python"):
         srv = FaktoryServer()
     assert srv._scan_push is protocol.CODECS["python"].scan_push
+    assert srv._scan_pushb is protocol.CODECS["python"].scan_pushb
+    assert srv._stamp is protocol.CODECS["python"].format_stamp
     assert FaktoryServer()._scan_push is protocol.codec.scan_push
+
+
+@pytest.mark.parametrize("name", CODECS)
+def test_the_fast_paths_stamp_is_format_time(name: str) -> None:
+    stamp = protocol.CODECS[name].format_stamp
+    rng = random.Random(20261203)
+    times = [0.0, 1e-9, 0.5, 1.0, 7776000.0, NOW, 1764590400.0, 1764590400.1, 1764590400.000000001,
+             253402300799.999999, 253402300800.5, 1e13, -1.0, -0.5]
+    times += [rng.uniform(0, 4e9) for _ in range(20000)]
+    times += [rng.randrange(4 * 10**9) + rng.randrange(1000) / 1000 for _ in range(5000)]
+    for t in times:
+        assert stamp(t) == gojson.format_time(t).encode(), t
 
 
 # ----------------------------------------------------------------------------- generated
