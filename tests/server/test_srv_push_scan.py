@@ -1,9 +1,12 @@
-"""The PUSH fast path (``scan_push`` of the compiled codec and of its pure twin).
+"""The PUSH and PUSHB fast paths (``scan_push``, ``scan_pushb`` and ``format_stamp`` of the
+compiled codec and of its pure twin).
 
-Whatever a PUSH line holds, the server's reply and what it stores (queue, jid, reserve_for,
-payload bytes) must be the same with the fast path as with the general path alone (gojson
-decode, validation, re-marshal), and both codecs must give the same result.  The common
-payloads must take the fast path (else it is dead code that only costs).
+Whatever a PUSH or PUSHB line holds, the server's reply (for PUSHB the per-jid error map, or
+the refusal of the whole batch) and what it stores (queue, jid, reserve_for, payload bytes)
+must be the same with the fast path as with the general path alone (gojson decode,
+validation, re-marshal), in one go and, for PUSHB, a run of elements per step as a big line
+is scanned; both codecs must give the same result.  The common payloads must take the fast
+path (else it is dead code that only costs).
 """
 from __future__ import annotations
 
