@@ -20,6 +20,7 @@ from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
 from libc.math cimport fabs, isfinite, signbit
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove, strlen
 from libc.time cimport time_t, tm
 
@@ -645,9 +646,9 @@ def pack_pushb(jobs):
 # what Go's decode-then-marshal leaves byte for byte as it is (compact JSON; strings of
 # printable ASCII without quote, backslash, <, > or & (in args and custom also valid UTF-8
 # but U+2028 and U+2029); integers without sign games (in args and custom any number that
-# float64 prints back as it came); objects
-# in args/custom with strictly increasing keys, as Go sorts map keys) and copies those bytes
-# into the stored payload in the order Go writes client.Job.  Anything else returns None and
+# float64 prints back as it came); objects in args/custom without a repeated key, whose keys
+# it puts in order where they are not, as Go sorts map keys) and copies those bytes into the
+# stored payload in the order Go writes client.Job.  Anything else returns None and
 # the general path (gojson) decides, errors included.  The pure twin is the reference.
 
 cdef Py_ssize_t _SCAN_MAX_DEPTH = 32
@@ -904,8 +905,10 @@ cdef inline bint _key_after(const unsigned char* prev, Py_ssize_t prev_len,
 
 
 cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
-                                  Py_ssize_t depth) noexcept:
+                                  Py_ssize_t depth, bint* unsorted) noexcept:
     # one value of args or custom that Go's []interface{} / map round trip leaves unchanged
+    # but for the order of object keys (Go sorts them): ``unsorted`` set when one is not
+    # strictly after the one before it (_sorted_copy puts them in order, or finds a repeat)
     cdef unsigned char c
     cdef Py_ssize_t key, key_len, prev, prev_len
     if i >= n or depth > _SCAN_MAX_DEPTH:
@@ -926,7 +929,7 @@ cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize
         if i < n and p[i] == 0x5d:
             return i + 1
         while True:
-            i = _scan_plain_value(p, i, n, depth + 1)
+            i = _scan_plain_value(p, i, n, depth + 1, unsorted)
             if i < 0 or i >= n:
                 return -1
             if p[i] == 0x5d:
@@ -949,12 +952,12 @@ cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize
                 return -1
             key_len = i - 1 - key
             if prev >= 0 and not _key_after(p + prev, prev_len, p + key, key_len):
-                return -1  # not strictly after the previous key, as Go's sorted map keys are
+                unsorted[0] = True  # not strictly after the previous key, as Go's sorted ones are
             prev = key
             prev_len = key_len
             if i >= n or p[i] != 0x3a:
                 return -1
-            i = _scan_plain_value(p, i + 1, n, depth + 1)
+            i = _scan_plain_value(p, i + 1, n, depth + 1, unsorted)
             if i < 0 or i >= n:
                 return -1
             if p[i] == 0x7d:
@@ -963,6 +966,116 @@ cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize
                 return -1
             i += 1
     return -1
+
+
+cdef struct _Member:
+    Py_ssize_t key      # the key's opening quote
+    Py_ssize_t value    # its value (after the colon)
+    Py_ssize_t end      # after the value
+
+
+cdef inline int _key_cmp(const unsigned char* p, _Member* a, _Member* b) noexcept:
+    # bytewise order of the keys (between their quotes)
+    cdef Py_ssize_t la = a.value - 2 - a.key - 1
+    cdef Py_ssize_t lb = b.value - 2 - b.key - 1
+    cdef int r = memcmp(p + a.key + 1, p + b.key + 1, la if la < lb else lb)
+    if r != 0:
+        return r
+    return (la > lb) - (la < lb)
+
+
+cdef Py_ssize_t _emit_sorted(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, char* out,
+                             Py_ssize_t* w) noexcept:
+    # copy the value at p[i] (checked by _scan_plain_value) to out + w[0] with the members of
+    # every object in key order; the end of the value, or -1 for a repeated key (Go keeps the
+    # last one: the general path's business) or no memory
+    cdef unsigned char c = p[i]
+    cdef bint ignored = False
+    cdef Py_ssize_t j, e, count, cap, k, m
+    cdef _Member* members
+    cdef _Member* grown
+    cdef _Member tmp
+    if c == 0x5b:
+        out[w[0]] = b"["
+        w[0] += 1
+        i += 1
+        if p[i] == 0x5d:
+            out[w[0]] = b"]"
+            w[0] += 1
+            return i + 1
+        while True:
+            i = _emit_sorted(p, i, n, out, w)
+            if i < 0:
+                return -1
+            c = p[i]
+            out[w[0]] = <char>c
+            w[0] += 1
+            i += 1
+            if c == 0x5d:
+                return i
+    if c == 0x7b and p[i + 1] != 0x7d:
+        cap = 8
+        count = 0
+        members = <_Member*>malloc(cap * sizeof(_Member))
+        if members is NULL:
+            return -1
+        j = i + 1
+        while True:
+            if count == cap:
+                cap *= 2
+                grown = <_Member*>realloc(members, cap * sizeof(_Member))
+                if grown is NULL:
+                    free(members)
+                    return -1
+                members = grown
+            members[count].key = j
+            j = _scan_text_str(p, j, n) + 1  # after the colon
+            members[count].value = j
+            j = _scan_plain_value(p, j, n, 1, &ignored)
+            members[count].end = j
+            count += 1
+            if p[j] == 0x7d:
+                break
+            j += 1
+        for k in range(1, count):  # insertion sort: objects are small
+            tmp = members[k]
+            m = k - 1
+            while m >= 0 and _key_cmp(p, &members[m], &tmp) > 0:
+                members[m + 1] = members[m]
+                m -= 1
+            members[m + 1] = tmp
+        for k in range(1, count):
+            if _key_cmp(p, &members[k - 1], &members[k]) == 0:
+                free(members)
+                return -1
+        out[w[0]] = b"{"
+        w[0] += 1
+        for k in range(count):
+            if k:
+                out[w[0]] = b","
+                w[0] += 1
+            memcpy(out + w[0], p + members[k].key, members[k].value - members[k].key)
+            w[0] += members[k].value - members[k].key
+            if _emit_sorted(p, members[k].value, n, out, w) < 0:
+                free(members)
+                return -1
+        out[w[0]] = b"}"
+        w[0] += 1
+        free(members)
+        return j + 1
+    e = _scan_plain_value(p, i, n, 1, &ignored)
+    memcpy(out + w[0], p + i, e - i)
+    w[0] += e - i
+    return e
+
+
+cdef object _sorted_copy(const unsigned char* p, Py_ssize_t start, Py_ssize_t end, Py_ssize_t n):
+    # the value p[start:end] with its objects' keys in order (the same size), or None
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, end - start)
+    cdef Py_ssize_t w = 0
+    if _emit_sorted(p, start, n, PyBytes_AS_STRING(out), &w) != end or w != end - start:
+        return None
+    return out
 
 
 cdef int _field(const unsigned char* p, Py_ssize_t n) noexcept:
@@ -1020,8 +1133,13 @@ cdef object _scan_job(const unsigned char* p, Py_ssize_t n, Py_ssize_t start, co
     cdef long long reserve_for = 0
     cdef Py_ssize_t size, jid_len, queue_len
     cdef bint custom, reserve, backtrace
+    cdef bint unsorted
     cdef bytes out
     cdef char* w
+    cdef const unsigned char* args_p = NULL
+    cdef const unsigned char* custom_p = NULL
+    args_sorted = None
+    custom_sorted = None
     for i in range(_K_COUNT):
         begin[i] = -1
         end[i] = -1
@@ -1052,7 +1170,16 @@ cdef object _scan_job(const unsigned char* p, Py_ssize_t n, Py_ssize_t start, co
         else:
             if i >= n or p[i] != (0x5b if field == _K_ARGS else 0x7b):
                 return None  # args is an array, custom an object
-            i = _scan_plain_value(p, i, n, 1)
+            unsorted = False
+            i = _scan_plain_value(p, i, n, 1, &unsorted)
+            if unsorted and i > 0:
+                sorted_value = _sorted_copy(p, vstart, i, n)
+                if sorted_value is None:
+                    return None
+                if field == _K_ARGS:
+                    args_sorted = sorted_value
+                else:
+                    custom_sorted = sorted_value
         if i < 0 or i >= n:
             return None
         begin[field] = vstart
@@ -1104,6 +1231,11 @@ cdef object _scan_job(const unsigned char* p, Py_ssize_t n, Py_ssize_t start, co
     if backtrace:
         size += 13 + end[_K_BACKTRACE] - begin[_K_BACKTRACE]
     size += 1
+    # args and custom as they came, or with their objects' keys put in order (the same size)
+    args_p = p + begin[_K_ARGS] if args_sorted is None else <const unsigned char*>PyBytes_AS_STRING(args_sorted)
+    if custom:
+        custom_p = p + begin[_K_CUSTOM] if custom_sorted is None \
+            else <const unsigned char*>PyBytes_AS_STRING(custom_sorted)
     out = PyBytes_FromStringAndSize(NULL, size)
     w = PyBytes_AS_STRING(out)
     w = _put_raw(w, b'{"retry":', 9)
@@ -1113,7 +1245,7 @@ cdef object _scan_job(const unsigned char* p, Py_ssize_t n, Py_ssize_t start, co
         w = _put_raw(w, b"25", 2)
     if custom:
         w = _put_raw(w, b',"custom":', 10)
-        w = _put_raw(w, p + begin[_K_CUSTOM], end[_K_CUSTOM] - begin[_K_CUSTOM])
+        w = _put_raw(w, custom_p, end[_K_CUSTOM] - begin[_K_CUSTOM])
     w = _put_raw(w, b',"jid":', 7)
     w = _put_raw(w, p + begin[_K_JID], jid_len + 2)
     w = _put_raw(w, b',"queue":', 9)
@@ -1133,7 +1265,7 @@ cdef object _scan_job(const unsigned char* p, Py_ssize_t n, Py_ssize_t start, co
     w = _put_raw(w, b',"enqueued_at":"', 16)
     w = _put_raw(w, tsp, ts_len)
     w = _put_raw(w, b'","args":', 9)
-    w = _put_raw(w, p + begin[_K_ARGS], end[_K_ARGS] - begin[_K_ARGS])
+    w = _put_raw(w, args_p, end[_K_ARGS] - begin[_K_ARGS])
     if reserve:
         w = _put_raw(w, b',"reserve_for":', 15)
         w = _put_raw(w, p + begin[_K_RESERVE], end[_K_RESERVE] - begin[_K_RESERVE])

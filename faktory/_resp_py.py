@@ -304,8 +304,10 @@ def _go_number(token: bytes) -> bool:
     return (sign + out).encode() == token
 
 
-def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
-    # the end of one value of args or custom that Go's round trip leaves unchanged, or -1
+def _scan_plain_value(data: bytes, i: int, n: int, depth: int, unsorted: list[bool]) -> int:
+    # the end of one value of args or custom that Go's round trip leaves unchanged but for the
+    # order of object keys (Go sorts them), or -1; unsorted[0] set when a key is not strictly
+    # after the one before it (_sorted_copy puts them in order, or finds a repeat)
     if i >= n or depth > _SCAN_MAX_DEPTH:
         return -1
     c = data[i]
@@ -327,7 +329,7 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
         if i < n and data[i] == 0x5D:
             return i + 1
         while True:
-            i = _scan_plain_value(data, i, n, depth + 1)
+            i = _scan_plain_value(data, i, n, depth + 1, unsorted)
             if i < 0 or i >= n:
                 return -1
             if data[i] == 0x5D:
@@ -346,12 +348,12 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
                 return -1
             key = m.group()
             if prev is not None and not key[1:-1] > prev:
-                return -1  # not strictly after the previous key, as Go's sorted map keys are
+                unsorted[0] = True  # not strictly after the previous key, as Go's sorted ones are
             prev = key[1:-1]
             i = m.end()
             if i >= n or data[i] != 0x3A:
                 return -1
-            i = _scan_plain_value(data, i + 1, n, depth + 1)
+            i = _scan_plain_value(data, i + 1, n, depth + 1, unsorted)
             if i < 0 or i >= n:
                 return -1
             if data[i] == 0x7D:
@@ -360,6 +362,56 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
                 return -1
             i += 1
     return -1
+
+
+def _sorted_copy(data: bytes, i: int, n: int) -> tuple[bytes, int] | None:
+    # the value at data[i] (checked by _scan_plain_value) with the members of every object in
+    # key order, and its end; None for a repeated key (Go keeps the last one: the general
+    # path's business)
+    c = data[i]
+    ignored = [False]
+    if c == 0x5B:
+        parts = [b"["]
+        i += 1
+        if data[i] == 0x5D:
+            return b"[]", i + 1
+        while True:
+            copied = _sorted_copy(data, i, n)
+            if copied is None:
+                return None
+            parts.append(copied[0])
+            i = copied[1]
+            parts.append(data[i:i + 1])
+            i += 1
+            if data[i - 1] == 0x5D:
+                return b"".join(parts), i
+    if c == 0x7B and data[i + 1] != 0x7D:
+        members = []
+        j = i + 1
+        while True:
+            m = _TEXT_STR.match(data, j)
+            assert m is not None
+            value = m.end() + 1
+            j = _scan_plain_value(data, value, n, 1, ignored)
+            members.append((m.group()[1:-1], data[m.start():value], value))
+            if data[j] == 0x7D:
+                break
+            j += 1
+        members.sort(key=lambda member: member[0])
+        if any(members[k - 1][0] == members[k][0] for k in range(1, len(members))):
+            return None
+        parts = [b"{"]
+        for k, (_, head, value) in enumerate(members):
+            if k:
+                parts.append(b",")
+            copied = _sorted_copy(data, value, n)
+            if copied is None:
+                return None
+            parts += [head, copied[0]]
+        parts.append(b"}")
+        return b"".join(parts), j + 1
+    end = _scan_plain_value(data, i, n, 1, ignored)
+    return data[i:end], end
 
 
 def _scan_job(data: bytes, i: int, n: int, ts: bytes) -> tuple[tuple[str, str, int, bytes], int] | None:
@@ -382,6 +434,7 @@ def _scan_job(data: bytes, i: int, n: int, ts: bytes) -> tuple[tuple[str, str, i
         if key in fields:
             return None  # a repeated key (the last wins in Go)
         i += 1
+        in_order: bytes | None = None
         if key in _STRING_FIELDS:
             m = _PLAIN_STR.match(data, i)
             end = -1 if m is None else m.end()
@@ -391,12 +444,18 @@ def _scan_job(data: bytes, i: int, n: int, ts: bytes) -> tuple[tuple[str, str, i
         elif key == b"args" or key == b"custom":
             if i >= n or data[i] != (0x5B if key == b"args" else 0x7B):
                 return None  # args is an array, custom an object
-            end = _scan_plain_value(data, i, n, 1)
+            unsorted = [False]
+            end = _scan_plain_value(data, i, n, 1, unsorted)
+            if unsorted[0] and end > 0:
+                copied = _sorted_copy(data, i, n)
+                if copied is None:
+                    return None
+                in_order = copied[0]  # (the same size)
         else:
             return None  # another key: Go drops it, or folds its case
         if end < 0 or end >= n:
             return None
-        fields[key] = data[i:end]
+        fields[key] = data[i:end] if in_order is None else in_order
         i = end
         if data[i] == 0x7D:
             break

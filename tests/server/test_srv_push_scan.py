@@ -108,7 +108,9 @@ def test_common_payloads_take_the_fast_path(job: dict[str, Any]) -> None:
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[01]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"retry":-0}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[12345678901234567890]}',
-    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"b":1,"a":2}]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"b":1,"a":2,"b":3}]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"b":[{"d":1,"c":2,"d":3}],"a":2}]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[],"custom":{"b":1,"a":2,"a":3}}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"a":1,"a":2}]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["<b>&"]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\\u00e9\\/"]}',
@@ -120,7 +122,6 @@ def test_common_payloads_take_the_fast_path(job: dict[str, Any]) -> None:
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xf4\x90\x80\x80"]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xe2\x80\xa8"]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":["\xe2\x80\xa9"]}',
-    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[],"custom":{"\xc3\xa9":1,"z":2}}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"\xc3\xa9","args":[]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[],"queue":"\xc3\xa9"}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1], "queue":"q"}',
@@ -176,6 +177,21 @@ def test_numbers_float64_prints_as_they_came_take_the_fast_path(number: str) -> 
     assert reply == b"+OK\r\n"
     assert (b'"args":[%s,{"k":[%s]}]' % (number.encode(), number.encode())) in stored[-1]
     assert (b'"custom":{"n":%s}' % number.encode()) in stored[-1]
+
+
+@pytest.mark.parametrize("args, custom", [
+    ([{"b": 1, "a": 2}], {"z": 1, "a": {"y": [{"d": 1, "c": 2}], "x": 2}}),
+    ([{"\u00e9": 1, "z": 2, "a": 3, "": 4}, [{"y": {}, "x": []}]], {"b": [], "a": {}}),
+    ([{"ab": 1, "a": 2, "b": 3, "aa": 4, "a\u00e9": 5}], {"n": {"k2": 1, "k10": 2, "k1": 3}}),
+    ([{str(i): i for i in range(40, 0, -1)}], {}),
+])
+def test_objects_with_keys_out_of_order_take_the_fast_path_in_go_order(args: Any, custom: Any) -> None:
+    job = {"jid": "0123456789abcdef", "jobtype": "T", "args": args, "custom": custom}
+    line = b"PUSH " + json.dumps(job, separators=(",", ":"), ensure_ascii=False).encode()
+    assert check(line) is not None
+    reply, [stored] = outcome(protocol.codec.scan_push, line)
+    assert reply == b"+OK\r\n"
+    assert json.dumps(args, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode() in stored[-1]
 
 
 def test_a_bad_queue_name_is_refused_by_the_store_after_the_scan() -> None:
@@ -268,7 +284,8 @@ _PLAIN = st.recursive(
               st.floats(allow_nan=False, allow_infinity=False)),  # repr: Go's text or not
     lambda inner: st.one_of(st.lists(inner, max_size=3),
                             st.dictionaries(_PLAIN_TEXT, inner, max_size=3).map(
-                                lambda d: dict(sorted(d.items())))), max_leaves=8)
+                                lambda d: dict(sorted(d.items()))),
+                            st.dictionaries(_PLAIN_TEXT, inner, max_size=4)), max_leaves=8)
 
 
 @st.composite
@@ -324,6 +341,8 @@ def test_mutated_common_lines_behave_as_the_general_path() -> None:
                  b'"\xf0\x9f\x98\x80"],"custom":{"\xc3\xa9":1,"\xf0\x9f\x98\x80":2}}')
     seeds.append(b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1.5,-0,1e+21,1e-7,0.25],'
                  b'"custom":{"f":[123.456,-7.5e-10]}}')
+    seeds.append(b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[{"b":1,"a":[{"d":2,"c":3}],"ab":4}],'
+                 b'"custom":{"z":{"y":1,"x":2},"a":0}}')
     alphabet = b'{}[]",:0123456789-.eE \\<>&abtrufnl\xc3\xa9\xff\x80\xbf\xe2\xa8\xed\xa0\xf0\xf4\x90'
     taken = 0
     for _ in range(3000):
