@@ -5,7 +5,8 @@ from typing import Any, Callable, Iterable, Sequence, final
 from faktory._const import NEED_DATA as NEED_DATA
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
-           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push"]
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
+           "scan_pushb", "format_stamp"]
 
 IMPLEMENTATION: str  # "cython" or "python"
 
@@ -59,3 +60,6 @@ def pack_pushb(jobs: Iterable[dict[str, Any]]) -> bytes: ...  # b"PUSHB [<json>,
 # real server would write exactly so (only JSON that Go's decode-and-marshal leaves unchanged,
 # copied in Go's field order); ``None`` for anything else (the general path decides).
 def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes] | None: ...
+def scan_pushb(data: bytes, start: int, ts: bytes,
+               limit: int) -> tuple[list[tuple[str, str, int, bytes]], int]: ...
+def format_stamp(t: float) -> bytes: ...

@@ -19,15 +19,21 @@ from cpython.mem cimport PyMem_Free, PyMem_Realloc
 from cpython.object cimport PyObject
 from cpython.tuple cimport PyTuple_CheckExact, PyTuple_GET_ITEM
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_DecodeUTF8
-from libc.math cimport isfinite
+from libc.math cimport fabs, isfinite, signbit
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove, strlen
+from libc.time cimport time_t, tm
 
 import json
+import time as _time
 from asyncio import InvalidStateError
 
 from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, NEED_DATA
 from faktory._const import MAX_ARRAY as _PY_MAX_ARRAY, MAX_DEPTH as _PY_MAX_DEPTH
 from faktory.errors import ProtocolError, server_error
+
+cdef extern from "<time.h>" nogil:
+    tm* gmtime_r(const time_t* timep, tm* result)
 
 cdef extern from "Python.h":
     # Not exposed by Cython's cpython.* pxds; part of the stable C API for decades.
@@ -43,10 +49,12 @@ cdef extern from "Python.h":
     long long PyLong_AsLongLongAndOverflow(object o, int* overflow) except? -1
     char* PyOS_double_to_string(double value, char format_code, int precision, int flags,
                                 int* ptype) except NULL
+    double PyOS_string_to_double(const char* s, char** endptr, PyObject* overflow_exception) except? -1.0
     int Py_DTSF_ADD_DOT_0
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
-           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push"]
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
+           "scan_pushb", "format_stamp"]
 
 IMPLEMENTATION = "cython"
 
@@ -647,9 +655,11 @@ def pack_pushb(jobs):
 
 # scan_push: the embedded server's fast path for the common PUSH payload.  It accepts only
 # what Go's decode-then-marshal leaves byte for byte as it is (compact JSON; strings of
-# printable ASCII without quote, backslash, <, > or &; integers without sign games; objects
-# in args/custom with strictly increasing keys, as Go sorts map keys) and copies those bytes
-# into the stored payload in the order Go writes client.Job.  Anything else returns None and
+# printable ASCII without quote, backslash, <, > or & (in args and custom also valid UTF-8
+# but U+2028 and U+2029); integers without sign games (in args and custom any number that
+# float64 prints back as it came); objects in args/custom without a repeated key, whose keys
+# it puts in order where they are not, as Go sorts map keys) and copies those bytes into the
+# stored payload in the order Go writes client.Job.  Anything else returns None and
 # the general path (gojson) decides, errors included.  The pure twin is the reference.
 
 cdef Py_ssize_t _SCAN_MAX_DEPTH = 32
@@ -685,6 +695,50 @@ cdef Py_ssize_t _scan_plain_str(const unsigned char* p, Py_ssize_t i, Py_ssize_t
     return -1
 
 
+cdef Py_ssize_t _scan_text_str(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    # p[i] == '"': the end of a string of args or custom that Go writes back unchanged (plain
+    # ASCII as above, and valid UTF-8 but U+2028 and U+2029, which Go escapes), else -1
+    cdef unsigned char c, c1
+    i += 1
+    while i < n:
+        c = p[i]
+        if c < 0x80:
+            if not _plain_byte(c):
+                break
+            i += 1
+            continue
+        if 0xc2 <= c <= 0xdf:
+            if n - i < 2 or not (0x80 <= p[i + 1] <= 0xbf):
+                return -1
+            i += 2
+        elif 0xe0 <= c <= 0xef:
+            if n - i < 3:
+                return -1
+            c1 = p[i + 1]
+            if not (0x80 <= c1 <= 0xbf) or not (0x80 <= p[i + 2] <= 0xbf):
+                return -1
+            if (c == 0xe0 and c1 < 0xa0) or (c == 0xed and c1 > 0x9f):
+                return -1  # overlong, or a surrogate: Go reads U+FFFD
+            if c == 0xe2 and c1 == 0x80 and (p[i + 2] == 0xa8 or p[i + 2] == 0xa9):
+                return -1  # U+2028, U+2029: escaped by Go
+            i += 3
+        elif 0xf0 <= c <= 0xf4:
+            if n - i < 4:
+                return -1
+            c1 = p[i + 1]
+            if not (0x80 <= c1 <= 0xbf) or not (0x80 <= p[i + 2] <= 0xbf) \
+                    or not (0x80 <= p[i + 3] <= 0xbf):
+                return -1
+            if (c == 0xf0 and c1 < 0x90) or (c == 0xf4 and c1 > 0x8f):
+                return -1  # overlong, or beyond U+10FFFF
+            i += 4
+        else:
+            return -1
+    if i < n and p[i] == 0x22:
+        return i + 1
+    return -1
+
+
 cdef Py_ssize_t _scan_plain_int(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
                                 Py_ssize_t max_digits) noexcept:
     # 0, or -?[1-9][0-9]* with at most max_digits digits; the caller checks what follows
@@ -703,6 +757,152 @@ cdef Py_ssize_t _scan_plain_int(const unsigned char* p, Py_ssize_t i, Py_ssize_t
     return i
 
 
+cdef bint _go_number(const unsigned char* p, Py_ssize_t start, Py_ssize_t end) noexcept:
+    # p[start:end], a JSON number: whether Go writes the float64 it reads back as these bytes
+    # (strconv 'f' with the shortest digits for 1e-6 <= |x| < 1e21, else 'e' with e-7 for
+    # e-07; -0 stays -0), the digits being Python's repr's (the same shortest round trip)
+    cdef char* endp = NULL
+    cdef char* r = NULL
+    cdef const char* q
+    cdef double x, ax
+    cdef char digits[40]
+    cdef char out[80]
+    cdef int nd = 0, dp = 0, e = 0, w = 0, k, ex
+    cdef bint seen_point = False, eneg = False
+    cdef char tmp[8]
+    if end - start > 40:
+        return False
+    try:
+        x = PyOS_string_to_double(<const char*>p + start, &endp, NULL)
+        if endp != <char*>p + end or not isfinite(x):
+            return False
+        if x == 0:
+            if signbit(x):
+                return end - start == 2 and p[start] == 0x2d and p[start + 1] == 0x30
+            return end - start == 1 and p[start] == 0x30
+        r = PyOS_double_to_string(x, b"r", 0, 0, NULL)
+    except Exception:
+        return False
+    q = r
+    if q[0] == b"-":
+        out[w] = b"-"
+        w += 1
+        q += 1
+    while q[0] != 0 and q[0] != b"e":
+        if q[0] == b".":
+            seen_point = True
+        elif nd == 0 and q[0] == b"0":  # a leading zero
+            if seen_point:
+                dp -= 1
+        elif nd < 32:
+            digits[nd] = q[0]
+            nd += 1
+            if not seen_point:
+                dp += 1
+        q += 1
+    if q[0] == b"e":
+        q += 1
+        if q[0] == b"-":
+            eneg = True
+            q += 1
+        elif q[0] == b"+":
+            q += 1
+        while q[0] != 0:
+            e = e * 10 + (q[0] - 48)
+            q += 1
+        dp += -e if eneg else e
+    PyMem_Free(r)
+    if nd == 0 or nd >= 32:
+        return False  # pragma: no cover - not a finite non-zero repr
+    while nd > 1 and digits[nd - 1] == b"0":
+        nd -= 1
+    ax = fabs(x)
+    if ax < 1e-6 or ax >= 1e21:
+        out[w] = digits[0]
+        w += 1
+        if nd > 1:
+            out[w] = b"."
+            w += 1
+            memcpy(out + w, digits + 1, nd - 1)
+            w += nd - 1
+        out[w] = b"e"
+        w += 1
+        ex = dp - 1
+        if ex < 0:
+            out[w] = b"-"
+            ex = -ex
+        else:
+            out[w] = b"+"
+        w += 1
+        k = 0
+        while ex > 0 or k < (1 if dp - 1 < 0 else 2):
+            tmp[k] = <char>(48 + ex % 10)
+            ex //= 10
+            k += 1
+        while k > 0:
+            k -= 1
+            out[w] = tmp[k]
+            w += 1
+    elif dp <= 0:
+        out[w] = b"0"
+        out[w + 1] = b"."
+        w += 2
+        for k in range(-dp):
+            out[w] = b"0"
+            w += 1
+        memcpy(out + w, digits, nd)
+        w += nd
+    elif dp >= nd:
+        memcpy(out + w, digits, nd)
+        w += nd
+        for k in range(dp - nd):
+            out[w] = b"0"
+            w += 1
+    else:
+        memcpy(out + w, digits, dp)
+        w += dp
+        out[w] = b"."
+        w += 1
+        memcpy(out + w, digits + dp, nd - dp)
+        w += nd - dp
+    return w == end - start and memcmp(out, p + start, w) == 0
+
+
+cdef Py_ssize_t _scan_number(const unsigned char* p, Py_ssize_t i, Py_ssize_t n) noexcept:
+    # a number of args or custom (a float64 to Go): the end of one Go writes back unchanged
+    cdef Py_ssize_t start = i, first
+    cdef bint whole = True
+    if i < n and p[i] == 0x2d:
+        i += 1
+    first = i
+    if i < n and p[i] == 0x30:
+        i += 1
+    elif i < n and 0x31 <= p[i] <= 0x39:
+        while i < n and 0x30 <= p[i] <= 0x39:
+            i += 1
+    else:
+        return -1
+    if i < n and p[i] == 0x2e:
+        whole = False
+        i += 1
+        if i >= n or not (0x30 <= p[i] <= 0x39):
+            return -1
+        while i < n and 0x30 <= p[i] <= 0x39:
+            i += 1
+    if i < n and (p[i] == 0x65 or p[i] == 0x45):
+        whole = False
+        i += 1
+        if i < n and (p[i] == 0x2b or p[i] == 0x2d):
+            i += 1
+        if i >= n or not (0x30 <= p[i] <= 0x39):
+            return -1
+        while i < n and 0x30 <= p[i] <= 0x39:
+            i += 1
+    if whole and i - first <= 15 and not (p[start] == 0x2d and p[first] == 0x30):
+        return i  # |v| < 10**15 < 2**53: float64 prints it as is
+    return i if _go_number(p, start, i) else -1
+
+
 cdef inline bint _literal(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, const char* word,
                           Py_ssize_t size) noexcept:
     return n - i >= size and memcmp(p + i, word, size) == 0
@@ -710,23 +910,25 @@ cdef inline bint _literal(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, co
 
 cdef inline bint _key_after(const unsigned char* prev, Py_ssize_t prev_len,
                             const unsigned char* key, Py_ssize_t key_len) noexcept:
-    # key > prev, bytewise (Go's sort.Strings; both are ASCII here)
+    # key > prev, bytewise (Go's sort.Strings: byte order, which is code point order in UTF-8)
     cdef int r = memcmp(prev, key, key_len if key_len < prev_len else prev_len)
     return r < 0 or (r == 0 and key_len > prev_len)
 
 
 cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize_t n,
-                                  Py_ssize_t depth) noexcept:
+                                  Py_ssize_t depth, bint* unsorted) noexcept:
     # one value of args or custom that Go's []interface{} / map round trip leaves unchanged
+    # but for the order of object keys (Go sorts them): ``unsorted`` set when one is not
+    # strictly after the one before it (_sorted_copy puts them in order, or finds a repeat)
     cdef unsigned char c
     cdef Py_ssize_t key, key_len, prev, prev_len
     if i >= n or depth > _SCAN_MAX_DEPTH:
         return -1
     c = p[i]
     if c == 0x22:
-        return _scan_plain_str(p, i, n)
+        return _scan_text_str(p, i, n)
     if c == 0x2d or 0x30 <= c <= 0x39:
-        return _scan_plain_int(p, i, n, 15)  # |v| < 10**15 < 2**53: float64 prints it as is
+        return _scan_number(p, i, n)
     if c == 0x74:
         return i + 4 if _literal(p, i, n, b"true", 4) else -1
     if c == 0x66:
@@ -738,7 +940,7 @@ cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize
         if i < n and p[i] == 0x5d:
             return i + 1
         while True:
-            i = _scan_plain_value(p, i, n, depth + 1)
+            i = _scan_plain_value(p, i, n, depth + 1, unsorted)
             if i < 0 or i >= n:
                 return -1
             if p[i] == 0x5d:
@@ -756,17 +958,17 @@ cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize
             if i >= n or p[i] != 0x22:
                 return -1
             key = i + 1
-            i = _scan_plain_str(p, i, n)
+            i = _scan_text_str(p, i, n)
             if i < 0:
                 return -1
             key_len = i - 1 - key
             if prev >= 0 and not _key_after(p + prev, prev_len, p + key, key_len):
-                return -1  # not strictly after the previous key, as Go's sorted map keys are
+                unsorted[0] = True  # not strictly after the previous key, as Go's sorted ones are
             prev = key
             prev_len = key_len
             if i >= n or p[i] != 0x3a:
                 return -1
-            i = _scan_plain_value(p, i + 1, n, depth + 1)
+            i = _scan_plain_value(p, i + 1, n, depth + 1, unsorted)
             if i < 0 or i >= n:
                 return -1
             if p[i] == 0x7d:
@@ -775,6 +977,116 @@ cdef Py_ssize_t _scan_plain_value(const unsigned char* p, Py_ssize_t i, Py_ssize
                 return -1
             i += 1
     return -1
+
+
+cdef struct _Member:
+    Py_ssize_t key      # the key's opening quote
+    Py_ssize_t value    # its value (after the colon)
+    Py_ssize_t end      # after the value
+
+
+cdef inline int _key_cmp(const unsigned char* p, _Member* a, _Member* b) noexcept:
+    # bytewise order of the keys (between their quotes)
+    cdef Py_ssize_t la = a.value - 2 - a.key - 1
+    cdef Py_ssize_t lb = b.value - 2 - b.key - 1
+    cdef int r = memcmp(p + a.key + 1, p + b.key + 1, la if la < lb else lb)
+    if r != 0:
+        return r
+    return (la > lb) - (la < lb)
+
+
+cdef Py_ssize_t _emit_sorted(const unsigned char* p, Py_ssize_t i, Py_ssize_t n, char* out,
+                             Py_ssize_t* w) noexcept:
+    # copy the value at p[i] (checked by _scan_plain_value) to out + w[0] with the members of
+    # every object in key order; the end of the value, or -1 for a repeated key (Go keeps the
+    # last one: the general path's business) or no memory
+    cdef unsigned char c = p[i]
+    cdef bint ignored = False
+    cdef Py_ssize_t j, e, count, cap, k, m
+    cdef _Member* members
+    cdef _Member* grown
+    cdef _Member tmp
+    if c == 0x5b:
+        out[w[0]] = b"["
+        w[0] += 1
+        i += 1
+        if p[i] == 0x5d:
+            out[w[0]] = b"]"
+            w[0] += 1
+            return i + 1
+        while True:
+            i = _emit_sorted(p, i, n, out, w)
+            if i < 0:
+                return -1
+            c = p[i]
+            out[w[0]] = <char>c
+            w[0] += 1
+            i += 1
+            if c == 0x5d:
+                return i
+    if c == 0x7b and p[i + 1] != 0x7d:
+        cap = 8
+        count = 0
+        members = <_Member*>malloc(cap * sizeof(_Member))
+        if members is NULL:
+            return -1
+        j = i + 1
+        while True:
+            if count == cap:
+                cap *= 2
+                grown = <_Member*>realloc(members, cap * sizeof(_Member))
+                if grown is NULL:
+                    free(members)
+                    return -1
+                members = grown
+            members[count].key = j
+            j = _scan_text_str(p, j, n) + 1  # after the colon
+            members[count].value = j
+            j = _scan_plain_value(p, j, n, 1, &ignored)
+            members[count].end = j
+            count += 1
+            if p[j] == 0x7d:
+                break
+            j += 1
+        for k in range(1, count):  # insertion sort: objects are small
+            tmp = members[k]
+            m = k - 1
+            while m >= 0 and _key_cmp(p, &members[m], &tmp) > 0:
+                members[m + 1] = members[m]
+                m -= 1
+            members[m + 1] = tmp
+        for k in range(1, count):
+            if _key_cmp(p, &members[k - 1], &members[k]) == 0:
+                free(members)
+                return -1
+        out[w[0]] = b"{"
+        w[0] += 1
+        for k in range(count):
+            if k:
+                out[w[0]] = b","
+                w[0] += 1
+            memcpy(out + w[0], p + members[k].key, members[k].value - members[k].key)
+            w[0] += members[k].value - members[k].key
+            if _emit_sorted(p, members[k].value, n, out, w) < 0:
+                free(members)
+                return -1
+        out[w[0]] = b"}"
+        w[0] += 1
+        free(members)
+        return j + 1
+    e = _scan_plain_value(p, i, n, 1, &ignored)
+    memcpy(out + w[0], p + i, e - i)
+    w[0] += e - i
+    return e
+
+
+cdef object _sorted_copy(const unsigned char* p, Py_ssize_t start, Py_ssize_t end, Py_ssize_t n):
+    # the value p[start:end] with its objects' keys in order (the same size), or None
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, end - start)
+    cdef Py_ssize_t w = 0
+    if _emit_sorted(p, start, n, PyBytes_AS_STRING(out), &w) != end or w != end - start:
+        return None
+    return out
 
 
 cdef int _field(const unsigned char* p, Py_ssize_t n) noexcept:
@@ -821,30 +1133,24 @@ cdef inline char* _put_raw(char* w, const void* src, Py_ssize_t n) noexcept:
     return w + n
 
 
-def scan_push(data, Py_ssize_t start, ts):
-    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
-    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
-    payload)`` for a valid job that the real server would store exactly as ``payload``
-    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
-    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
-    else (the general path decides then, errors included)."""
-    cdef const unsigned char* p
-    cdef Py_ssize_t n, i, key, vstart
+cdef object _scan_job(const unsigned char* p, Py_ssize_t n, Py_ssize_t start, const char* tsp,
+                      Py_ssize_t ts_len, Py_ssize_t* stop):
+    # one job object at p[start]: its (jid, queue, reserve_for, payload) and, in stop, the
+    # offset after its closing brace; None when it does not qualify (see scan_push)
+    cdef Py_ssize_t i, key, vstart
     cdef int field
     cdef Py_ssize_t begin[_K_COUNT]
     cdef Py_ssize_t end[_K_COUNT]
     cdef long long reserve_for = 0
-    cdef const char* tsp
-    cdef Py_ssize_t ts_len, size, jid_len, queue_len
+    cdef Py_ssize_t size, jid_len, queue_len
     cdef bint custom, reserve, backtrace
+    cdef bint unsorted
     cdef bytes out
     cdef char* w
-    if not PyBytes_CheckExact(data) or not PyBytes_CheckExact(ts):
-        return None
-    p = <const unsigned char*>PyBytes_AS_STRING(data)
-    n = PyBytes_GET_SIZE(data)
-    tsp = PyBytes_AS_STRING(ts)
-    ts_len = PyBytes_GET_SIZE(ts)
+    cdef const unsigned char* args_p = NULL
+    cdef const unsigned char* custom_p = NULL
+    args_sorted = None
+    custom_sorted = None
     for i in range(_K_COUNT):
         begin[i] = -1
         end[i] = -1
@@ -875,7 +1181,16 @@ def scan_push(data, Py_ssize_t start, ts):
         else:
             if i >= n or p[i] != (0x5b if field == _K_ARGS else 0x7b):
                 return None  # args is an array, custom an object
-            i = _scan_plain_value(p, i, n, 1)
+            unsorted = False
+            i = _scan_plain_value(p, i, n, 1, &unsorted)
+            if unsorted and i > 0:
+                sorted_value = _sorted_copy(p, vstart, i, n)
+                if sorted_value is None:
+                    return None
+                if field == _K_ARGS:
+                    args_sorted = sorted_value
+                else:
+                    custom_sorted = sorted_value
         if i < 0 or i >= n:
             return None
         begin[field] = vstart
@@ -885,8 +1200,7 @@ def scan_push(data, Py_ssize_t start, ts):
         if p[i] != 0x2c:
             return None
         i += 1
-    if i + 1 != n:
-        return None  # bytes after the object
+    stop[0] = i + 1
     # the checks of manager.Push that fail: the general path gives their errors
     jid_len = end[_K_JID] - begin[_K_JID] - 2
     if begin[_K_JID] < 0 or jid_len < 8:
@@ -928,6 +1242,11 @@ def scan_push(data, Py_ssize_t start, ts):
     if backtrace:
         size += 13 + end[_K_BACKTRACE] - begin[_K_BACKTRACE]
     size += 1
+    # args and custom as they came, or with their objects' keys put in order (the same size)
+    args_p = p + begin[_K_ARGS] if args_sorted is None else <const unsigned char*>PyBytes_AS_STRING(args_sorted)
+    if custom:
+        custom_p = p + begin[_K_CUSTOM] if custom_sorted is None \
+            else <const unsigned char*>PyBytes_AS_STRING(custom_sorted)
     out = PyBytes_FromStringAndSize(NULL, size)
     w = PyBytes_AS_STRING(out)
     w = _put_raw(w, b'{"retry":', 9)
@@ -937,7 +1256,7 @@ def scan_push(data, Py_ssize_t start, ts):
         w = _put_raw(w, b"25", 2)
     if custom:
         w = _put_raw(w, b',"custom":', 10)
-        w = _put_raw(w, p + begin[_K_CUSTOM], end[_K_CUSTOM] - begin[_K_CUSTOM])
+        w = _put_raw(w, custom_p, end[_K_CUSTOM] - begin[_K_CUSTOM])
     w = _put_raw(w, b',"jid":', 7)
     w = _put_raw(w, p + begin[_K_JID], jid_len + 2)
     w = _put_raw(w, b',"queue":', 9)
@@ -957,7 +1276,7 @@ def scan_push(data, Py_ssize_t start, ts):
     w = _put_raw(w, b',"enqueued_at":"', 16)
     w = _put_raw(w, tsp, ts_len)
     w = _put_raw(w, b'","args":', 9)
-    w = _put_raw(w, p + begin[_K_ARGS], end[_K_ARGS] - begin[_K_ARGS])
+    w = _put_raw(w, args_p, end[_K_ARGS] - begin[_K_ARGS])
     if reserve:
         w = _put_raw(w, b',"reserve_for":', 15)
         w = _put_raw(w, p + begin[_K_RESERVE], end[_K_RESERVE] - begin[_K_RESERVE])
@@ -973,3 +1292,120 @@ def scan_push(data, Py_ssize_t start, ts):
     else:
         queue = "default"
     return (jid, queue, reserve_for, out)
+
+
+def scan_push(data, Py_ssize_t start, ts):
+    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
+    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
+    payload)`` for a valid job that the real server would store exactly as ``payload``
+    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
+    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
+    else (the general path decides then, errors included)."""
+    cdef Py_ssize_t stop = -1
+    cdef Py_ssize_t n
+    if not PyBytes_CheckExact(data) or not PyBytes_CheckExact(ts):
+        return None
+    n = PyBytes_GET_SIZE(data)
+    if start < 0 or start >= n:
+        return None
+    job = _scan_job(<const unsigned char*>PyBytes_AS_STRING(data), n, start, PyBytes_AS_STRING(ts),
+                    PyBytes_GET_SIZE(ts), &stop)
+    if job is None or stop != n:
+        return None  # (or bytes after the object)
+    return job
+
+
+def scan_pushb(data, Py_ssize_t start, ts, Py_ssize_t limit):
+    """The embedded server's PUSHB fast path, a run of elements per call: ``data[start]``
+    is the ``[`` that opens a PUSHB command's array, or the ``,`` after the last element
+    a previous call scanned.  Scans elements as :func:`scan_push` does one job, until the
+    array ends or ``limit`` bytes are behind.  Returns ``(jobs, next)``: ``jobs`` the
+    ``(jid, queue, reserve_for, payload)`` of each element scanned, ``next`` ``len(data)``
+    when the array (and the line) ended after them, the offset of the ``,`` to go on from,
+    or -1 when the element after them does not qualify (or anything else does not: the
+    general path decides the whole command then)."""
+    cdef const unsigned char* p
+    cdef Py_ssize_t n, i, stop
+    cdef const char* tsp
+    cdef Py_ssize_t ts_len
+    cdef list jobs = []
+    if not PyBytes_CheckExact(data) or not PyBytes_CheckExact(ts):
+        return jobs, -1
+    p = <const unsigned char*>PyBytes_AS_STRING(data)
+    n = PyBytes_GET_SIZE(data)
+    tsp = PyBytes_AS_STRING(ts)
+    ts_len = PyBytes_GET_SIZE(ts)
+    if start < 0 or start + 1 >= n or not (p[start] == 0x5b or p[start] == 0x2c):
+        return jobs, -1
+    i = start + 1
+    if p[start] == 0x5b and p[i] == 0x5d:
+        return jobs, (n if i + 1 == n else -1)  # []
+    while True:
+        stop = -1
+        job = _scan_job(p, n, i, tsp, ts_len, &stop)
+        if job is None or stop >= n:
+            return jobs, -1
+        jobs.append(job)
+        i = stop
+        if p[i] == 0x5d:
+            return jobs, (n if i + 1 == n else -1)
+        if p[i] != 0x2c:
+            return jobs, -1
+        if i - start >= limit:
+            return jobs, i
+        i += 1
+
+
+def format_stamp(double t):
+    """``t`` (epoch seconds) as the server stamps jobs: ``time.RFC3339Nano`` in UTC,
+    nanoseconds with trailing zeros trimmed, as ``bytes`` (what ``gojson.format_time``
+    gives, for the fast paths' ``ts``)."""
+    cdef double v = t * 1e9
+    cdef long long ns, frac
+    cdef time_t secs
+    cdef tm parts
+    cdef char out[40]
+    cdef int w, k
+    if not (0 <= v < 9.0e18):
+        return _format_stamp(t)  # before 1970, or far ahead: the general formatting
+    ns = <long long>v  # an integer already (t * 1e9 >= 2**53 from 1970-04 on) or rounded as round()
+    if <double>ns != v:
+        return _format_stamp(t)
+    secs = <time_t>(ns // 1000000000)
+    frac = ns % 1000000000
+    if gmtime_r(&secs, &parts) is NULL or not (1000 <= parts.tm_year + 1900 <= 9999):
+        return _format_stamp(t)
+    _put_number(out, parts.tm_year + 1900, 4)
+    out[4] = b"-"
+    _put_number(out + 5, parts.tm_mon + 1, 2)
+    out[7] = b"-"
+    _put_number(out + 8, parts.tm_mday, 2)
+    out[10] = b"T"
+    _put_number(out + 11, parts.tm_hour, 2)
+    out[13] = b":"
+    _put_number(out + 14, parts.tm_min, 2)
+    out[16] = b":"
+    _put_number(out + 17, parts.tm_sec, 2)
+    w = 19
+    if frac:
+        out[w] = b"."
+        _put_number(out + w + 1, frac, 9)
+        w += 10
+        while out[w - 1] == b"0":
+            w -= 1
+    out[w] = b"Z"
+    return PyBytes_FromStringAndSize(out, w + 1)
+
+
+cdef inline void _put_number(char* w, long long v, int digits) noexcept:
+    cdef int k
+    for k in range(digits - 1, -1, -1):
+        w[k] = <char>(48 + v % 10)
+        v //= 10
+
+
+def _format_stamp(t):
+    ns = int(round(t * 1e9))
+    secs, frac = divmod(ns, 1_000_000_000)
+    prefix = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(secs))
+    return ((f"{prefix}.{frac:09d}".rstrip("0") + "Z") if frac else prefix + "Z").encode()

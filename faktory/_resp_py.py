@@ -6,7 +6,9 @@ byte stream.  Keep the two files diffable side by side: change one, change the o
 from __future__ import annotations
 
 import json
+import math
 import re
+import time
 from asyncio import InvalidStateError
 from typing import Any, Callable, Iterable, Sequence
 
@@ -14,7 +16,8 @@ from faktory._const import DEFAULT_MAX_BULK, DEFAULT_MAX_LINE, MAX_ARRAY, MAX_DE
 from faktory.errors import ProtocolError, server_error
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
-           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push"]
+           "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
+           "scan_pushb", "format_stamp"]
 
 IMPLEMENTATION = "python"
 
@@ -258,9 +261,18 @@ def pack_pushb(jobs: Iterable[dict[str, Any]]) -> bytes:
 
 #: a string Go writes back unchanged: printable ASCII but " \ < > &
 _PLAIN_STR = re.compile(rb'"[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e]*"')
+#: a string of args or custom Go writes back unchanged: as above, and valid UTF-8 but U+2028
+#: and U+2029 (which Go escapes)
+_TEXT_STR = re.compile(
+    rb'"(?:[\x20\x21\x23-\x25\x27-\x3b\x3d\x3f-\x5b\x5d-\x7e]+|[\xc2-\xdf][\x80-\xbf]'
+    rb'|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1\xe3-\xec\xee\xef][\x80-\xbf]{2}'
+    rb'|\xe2(?:[\x81-\xbf][\x80-\xbf]|\x80[\x80-\xa7\xaa-\xbf])|\xed[\x80-\x9f][\x80-\xbf]'
+    rb'|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}|\xf4[\x80-\x8f][\x80-\xbf]{2})*"')
 #: integers without sign games ("-0" is a float to Go), at most 18 / 15 digits
 _PLAIN_INT = re.compile(rb"0|-?[1-9][0-9]{0,17}(?![0-9])")
 _PLAIN_ARG_INT = re.compile(rb"0|-?[1-9][0-9]{0,14}(?![0-9])")
+#: any JSON number (in args and custom: a float64 to Go)
+_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
 _SCAN_MAX_DEPTH = 32
 _MAX_RESERVE = 86400
 _STRING_FIELDS = frozenset((b"jid", b"queue", b"jobtype", b"created_at", b"enqueued_at", b"at"))
@@ -268,17 +280,54 @@ _INT_FIELDS = frozenset((b"retry", b"reserve_for", b"backtrace"))
 _LITERALS = {0x74: b"true", 0x66: b"false", 0x6E: b"null"}
 
 
-def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
-    # the end of one value of args or custom that Go's round trip leaves unchanged, or -1
+def _go_number(token: bytes) -> bool:
+    # a JSON number: whether Go writes the float64 it reads back as these bytes (strconv 'f'
+    # with the shortest digits for 1e-6 <= |x| < 1e21, else 'e' with e-7 for e-07; -0 stays
+    # -0), the digits being repr's (the same shortest round trip)
+    x = float(token)
+    if not math.isfinite(x):
+        return False
+    if x == 0:
+        return token == (b"-0" if math.copysign(1.0, x) < 0 else b"0")
+    text = repr(x)
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    mantissa, _, exponent = text.partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0")
+    point = len(whole) - (len(whole + frac) - len(digits)) + int(exponent or 0)
+    digits = digits.rstrip("0")
+    if abs(x) < 1e-6 or abs(x) >= 1e21:
+        e10 = point - 1
+        out = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+        out += f"e-{-e10}" if e10 < 0 else f"e+{e10:02d}"
+    elif point <= 0:
+        out = "0." + "0" * -point + digits
+    elif point >= len(digits):
+        out = digits + "0" * (point - len(digits))
+    else:
+        out = digits[:point] + "." + digits[point:]
+    return (sign + out).encode() == token
+
+
+def _scan_plain_value(data: bytes, i: int, n: int, depth: int, unsorted: list[bool]) -> int:
+    # the end of one value of args or custom that Go's round trip leaves unchanged but for the
+    # order of object keys (Go sorts them), or -1; unsorted[0] set when a key is not strictly
+    # after the one before it (_sorted_copy puts them in order, or finds a repeat)
     if i >= n or depth > _SCAN_MAX_DEPTH:
         return -1
     c = data[i]
     if c == 0x22:
-        m = _PLAIN_STR.match(data, i)
+        m = _TEXT_STR.match(data, i)
         return -1 if m is None else m.end()
     if c == 0x2D or 0x30 <= c <= 0x39:
-        m = _PLAIN_ARG_INT.match(data, i)  # |v| < 10**15 < 2**53: float64 prints it as is
-        return -1 if m is None else m.end()
+        m = _NUMBER.match(data, i)
+        if m is None:
+            return -1
+        if m.lastindex is None and _PLAIN_ARG_INT.fullmatch(m.group()):
+            return m.end()  # |v| < 10**15 < 2**53: float64 prints it as is
+        return m.end() if _go_number(m.group()) else -1
     word = _LITERALS.get(c)
     if word is not None:
         return i + len(word) if data.startswith(word, i) else -1
@@ -287,7 +336,7 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
         if i < n and data[i] == 0x5D:
             return i + 1
         while True:
-            i = _scan_plain_value(data, i, n, depth + 1)
+            i = _scan_plain_value(data, i, n, depth + 1, unsorted)
             if i < 0 or i >= n:
                 return -1
             if data[i] == 0x5D:
@@ -301,17 +350,17 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
             return i + 1
         prev = None
         while True:
-            m = _PLAIN_STR.match(data, i)
+            m = _TEXT_STR.match(data, i)
             if m is None:
                 return -1
             key = m.group()
             if prev is not None and not key[1:-1] > prev:
-                return -1  # not strictly after the previous key, as Go's sorted map keys are
+                unsorted[0] = True  # not strictly after the previous key, as Go's sorted ones are
             prev = key[1:-1]
             i = m.end()
             if i >= n or data[i] != 0x3A:
                 return -1
-            i = _scan_plain_value(data, i + 1, n, depth + 1)
+            i = _scan_plain_value(data, i + 1, n, depth + 1, unsorted)
             if i < 0 or i >= n:
                 return -1
             if data[i] == 0x7D:
@@ -322,17 +371,59 @@ def _scan_plain_value(data: bytes, i: int, n: int, depth: int) -> int:
     return -1
 
 
-def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes] | None:
-    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
-    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
-    payload)`` for a valid job that the real server would store exactly as ``payload``
-    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
-    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
-    else (the general path decides then, errors included)."""
-    if type(data) is not bytes or type(ts) is not bytes:
-        return None
-    n = len(data)
-    i = start
+def _sorted_copy(data: bytes, i: int, n: int) -> tuple[bytes, int] | None:
+    # the value at data[i] (checked by _scan_plain_value) with the members of every object in
+    # key order, and its end; None for a repeated key (Go keeps the last one: the general
+    # path's business)
+    c = data[i]
+    ignored = [False]
+    if c == 0x5B:
+        parts = [b"["]
+        i += 1
+        if data[i] == 0x5D:
+            return b"[]", i + 1
+        while True:
+            copied = _sorted_copy(data, i, n)
+            if copied is None:
+                return None
+            parts.append(copied[0])
+            i = copied[1]
+            parts.append(data[i:i + 1])
+            i += 1
+            if data[i - 1] == 0x5D:
+                return b"".join(parts), i
+    if c == 0x7B and data[i + 1] != 0x7D:
+        members = []
+        j = i + 1
+        while True:
+            m = _TEXT_STR.match(data, j)
+            assert m is not None
+            value = m.end() + 1
+            j = _scan_plain_value(data, value, n, 1, ignored)
+            members.append((m.group()[1:-1], data[m.start():value], value))
+            if data[j] == 0x7D:
+                break
+            j += 1
+        members.sort(key=lambda member: member[0])
+        if any(members[k - 1][0] == members[k][0] for k in range(1, len(members))):
+            return None
+        parts = [b"{"]
+        for k, (_, head, value) in enumerate(members):
+            if k:
+                parts.append(b",")
+            copied = _sorted_copy(data, value, n)
+            if copied is None:
+                return None
+            parts += [head, copied[0]]
+        parts.append(b"}")
+        return b"".join(parts), j + 1
+    end = _scan_plain_value(data, i, n, 1, ignored)
+    return data[i:end], end
+
+
+def _scan_job(data: bytes, i: int, n: int, ts: bytes) -> tuple[tuple[str, str, int, bytes], int] | None:
+    # one job object at data[i]: its (jid, queue, reserve_for, payload) and the offset after
+    # its closing brace, or None when it does not qualify (see scan_push)
     if i < 0 or i >= n or data[i] != 0x7B:
         return None
     i += 1
@@ -350,6 +441,7 @@ def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes]
         if key in fields:
             return None  # a repeated key (the last wins in Go)
         i += 1
+        in_order: bytes | None = None
         if key in _STRING_FIELDS:
             m = _PLAIN_STR.match(data, i)
             end = -1 if m is None else m.end()
@@ -359,20 +451,25 @@ def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes]
         elif key == b"args" or key == b"custom":
             if i >= n or data[i] != (0x5B if key == b"args" else 0x7B):
                 return None  # args is an array, custom an object
-            end = _scan_plain_value(data, i, n, 1)
+            unsorted = [False]
+            end = _scan_plain_value(data, i, n, 1, unsorted)
+            if unsorted[0] and end > 0:
+                copied = _sorted_copy(data, i, n)
+                if copied is None:
+                    return None
+                in_order = copied[0]  # (the same size)
         else:
             return None  # another key: Go drops it, or folds its case
         if end < 0 or end >= n:
             return None
-        fields[key] = data[i:end]
+        fields[key] = data[i:end] if in_order is None else in_order
         i = end
         if data[i] == 0x7D:
             break
         if data[i] != 0x2C:
             return None
         i += 1
-    if i + 1 != n:
-        return None  # bytes after the object
+    stop = i + 1
     # the checks of manager.Push that fail: the general path gives their errors
     jid = fields.get(b"jid")
     if jid is None or len(jid) < 10:
@@ -407,4 +504,63 @@ def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes]
     if backtrace != b"0":
         parts += [b',"backtrace":', backtrace]
     parts.append(b"}")
-    return jid[1:-1].decode("ascii"), queue[1:-1].decode("ascii"), reserve_for, b"".join(parts)
+    return (jid[1:-1].decode("ascii"), queue[1:-1].decode("ascii"), reserve_for, b"".join(parts)), stop
+
+
+def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes] | None:
+    """The embedded server's PUSH fast path: ``data[start:]`` is a PUSH command's JSON,
+    ``ts`` the enqueue time (``bytes``, RFC 3339).  Returns ``(jid, queue, reserve_for,
+    payload)`` for a valid job that the real server would store exactly as ``payload``
+    (its fields copied in Go's order, ``created_at`` defaulted to ``ts``, ``enqueued_at``
+    set to ``ts``, ``retry`` to 25, the queue to ``"default"``), or ``None`` for anything
+    else (the general path decides then, errors included)."""
+    if type(data) is not bytes or type(ts) is not bytes:
+        return None
+    scanned = _scan_job(data, start, len(data), ts)
+    if scanned is None or scanned[1] != len(data):
+        return None  # (or bytes after the object)
+    return scanned[0]
+
+
+def scan_pushb(data: bytes, start: int, ts: bytes,
+               limit: int) -> tuple[list[tuple[str, str, int, bytes]], int]:
+    """The embedded server's PUSHB fast path, a run of elements per call: ``data[start]``
+    is the ``[`` that opens a PUSHB command's array, or the ``,`` after the last element
+    a previous call scanned.  Scans elements as :func:`scan_push` does one job, until the
+    array ends or ``limit`` bytes are behind.  Returns ``(jobs, next)``: ``jobs`` the
+    ``(jid, queue, reserve_for, payload)`` of each element scanned, ``next`` ``len(data)``
+    when the array (and the line) ended after them, the offset of the ``,`` to go on from,
+    or -1 when the element after them does not qualify (or anything else does not: the
+    general path decides the whole command then)."""
+    jobs: list[tuple[str, str, int, bytes]] = []
+    if type(data) is not bytes or type(ts) is not bytes:
+        return jobs, -1
+    n = len(data)
+    if start < 0 or start + 1 >= n or data[start] not in b"[,":
+        return jobs, -1
+    i = start + 1
+    if data[start] == 0x5B and data[i] == 0x5D:
+        return jobs, (n if i + 1 == n else -1)  # []
+    while True:
+        scanned = _scan_job(data, i, n, ts)
+        if scanned is None or scanned[1] >= n:
+            return jobs, -1
+        jobs.append(scanned[0])
+        i = scanned[1]
+        if data[i] == 0x5D:
+            return jobs, (n if i + 1 == n else -1)
+        if data[i] != 0x2C:
+            return jobs, -1
+        if i - start >= limit:
+            return jobs, i
+        i += 1
+
+
+def format_stamp(t: float) -> bytes:
+    """``t`` (epoch seconds) as the server stamps jobs: ``time.RFC3339Nano`` in UTC,
+    nanoseconds with trailing zeros trimmed, as ``bytes`` (what ``gojson.format_time``
+    gives, for the fast paths' ``ts``)."""
+    ns = int(round(t * 1e9))
+    secs, frac = divmod(ns, 1_000_000_000)
+    prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    return ((f"{prefix}.{frac:09d}".rstrip("0") + "Z") if frac else prefix + "Z").encode()

@@ -593,9 +593,8 @@ class ServerConnection(asyncio.Protocol):
             return None
         store = self.store
         now = store.clock.now()
-        ts = gojson.format_time(now)
         # the common payload: validated and turned into the stored bytes in one pass
-        scanned = self.srv._scan_push(line, 5, ts.encode())
+        scanned = self.srv._scan_push(line, 5, self.srv._stamp(now))
         if scanned is not None:
             error = store.push_scanned(scanned[0], scanned[1], scanned[2], scanned[3], now)
             return OK if error is None else _err(error)
@@ -651,19 +650,40 @@ class ServerConnection(asyncio.Protocol):
         if len(line) > bigline.BIG_LINE and bigline.available():
             self._start_work(line, self._pushb_sliced(line))
             return None
+        now = self.store.clock.now()
+        stamp = self.srv._stamp(now)
+        ts = stamp.decode()
+        # the common batch: each element validated and turned into its stored bytes in one pass
+        scanned, end = self.srv._scan_pushb(line, 6, stamp, len(line))
+        if end == len(line):
+            return self._pushb_jobs(scanned, now, ts)
         try:
             obj = gojson.loads(line[6:])
         except gojson.JSONError as exc:
             return _err(f"invalid JSON: {exc}")
-        return self._pushb_obj(obj)
+        return self._pushb_obj(obj, now, ts, scanned)
 
     def _pushb_sliced(self, line: bytes) -> Generator[None, None, bytes | None]:
+        now = self.store.clock.now()
+        stamp = self.srv._stamp(now)
+        ts = stamp.decode()
+        scan = self.srv._scan_pushb
+        # the fast path a run of elements per step, as long as they qualify
+        scanned, end = scan(line, 6, stamp, bigline.CHUNK)
+        while 0 < end < len(line):
+            yield
+            more, end = scan(line, end, stamp, bigline.CHUNK)
+            scanned += more
+        if end == len(line):
+            return self._pushb_jobs(scanned, now, ts)
         obj, error = yield from self._parse_sliced(line, 6)
         if error is not None:
             return error
-        return self._pushb_obj(obj)
+        return self._pushb_obj(obj, now, ts, scanned)
 
-    def _pushb_obj(self, obj: Any) -> bytes | None:
+    def _pushb_obj(self, obj: Any, now: float, ts: str, scanned: list[Any]) -> bytes | None:
+        """PUSHB's general path for the decoded array ``obj``, whose first ``len(scanned)``
+        elements the fast path took (as ``scan_pushb`` tuples: they decode without error)."""
         if obj is None:
             obj = []
         if not isinstance(obj, list):
@@ -671,15 +691,12 @@ class ServerConnection(asyncio.Protocol):
                         "into Go value of type []client.Job")
         errs = gojson.errors()
         decode = gojson.decode_job
+        start = len(scanned)
         if len(obj) <= _PUSHB_SLICE:
-            jobs = [decode(item, errs) for item in obj]
+            jobs = scanned + [decode(item, errs) for item in obj[start:]]
             if errs.first is not None:
                 return _err(f"invalid JSON: {errs.first}")
-            now = self.store.clock.now()
-            ts = gojson.format_time(now)
-            result: dict[str, str] = {}
-            self._push_jobs(jobs, now, ts, result)
-            return _pushb_reply(result)
+            return self._pushb_jobs(jobs, now, ts)
         # a big batch: decoded (all of it first: a type error anywhere refuses the whole
         # command) then pushed, a slice per pass of the event loop, so that other
         # connections are served in between; this client's later commands wait, as behind
@@ -687,10 +704,24 @@ class ServerConnection(asyncio.Protocol):
         self._blocked = True
         self.queues = ()
         _gc_hold.hold(self)
-        self._decode_slices(obj, 0, [], errs)
+        self._decode_slices(obj, start, scanned, errs, now, ts)
         return None
 
-    def _decode_slices(self, obj: list[Any], start: int, jobs: list[Any], errs: Any) -> None:
+    def _pushb_jobs(self, jobs: list[Any], now: float, ts: str) -> bytes | None:
+        """Push the checked elements of a PUSHB (decoded jobs, or ``scan_pushb`` tuples):
+        the reply, or None when a big batch goes on in slices."""
+        if len(jobs) <= _PUSHB_SLICE:
+            result: dict[str, str] = {}
+            self._push_jobs(jobs, now, ts, result)
+            return _pushb_reply(result)
+        self._blocked = True
+        self.queues = ()
+        _gc_hold.hold(self)
+        self.srv._loop.call_soon(self._push_slices, jobs, 0, now, ts, {})
+        return None
+
+    def _decode_slices(self, obj: list[Any], start: int, jobs: list[Any], errs: Any, now: float,
+                       ts: str) -> None:
         if self.state == _CLOSED:
             return
         end = start + _PUSHB_SLICE
@@ -699,10 +730,9 @@ class ServerConnection(asyncio.Protocol):
         if errs.first is not None:
             self._finish_blocked(_err(f"invalid JSON: {errs.first}"))
         elif end < len(obj):
-            self.srv._loop.call_soon(self._decode_slices, obj, end, jobs, errs)
+            self.srv._loop.call_soon(self._decode_slices, obj, end, jobs, errs, now, ts)
         else:
-            now = self.store.clock.now()
-            self.srv._loop.call_soon(self._push_slices, jobs, 0, now, gojson.format_time(now), {})
+            self.srv._loop.call_soon(self._push_slices, jobs, 0, now, ts, {})
 
     def _finish_blocked(self, reply: bytes) -> None:
         _gc_hold.release(self)
@@ -712,7 +742,13 @@ class ServerConnection(asyncio.Protocol):
 
     def _push_jobs(self, jobs: list[Any], now: float, ts: str, result: dict[str, str]) -> None:
         store = self.store
+        push_scanned = store.push_scanned
         for job in jobs:
+            if type(job) is tuple:  # the fast path's (jid, queue, reserve_for, payload)
+                error = push_scanned(job[0], job[1], job[2], job[3], now)
+                if error is not None:
+                    result[job[0]] = error
+                continue
             if job is None:
                 job = {}
             if not job.get("created_at"):
@@ -1027,6 +1063,9 @@ class FaktoryServer:
         #: the PUSH fast path of the codec active when the server was made (compiled, or
         #: its pure twin: ``faktory.protocol.selected`` picks one in tests)
         self._scan_push = protocol.codec.scan_push
+        self._scan_pushb = protocol.codec.scan_pushb
+        #: ``gojson.format_time`` as bytes, in C: the time stamp of the fast paths
+        self._stamp = protocol.codec.format_stamp
         self._conns: set[ServerConnection] = set()
         self._workers: dict[str, WorkerRecord] = {}
         self._workers_reaped = 0
