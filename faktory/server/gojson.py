@@ -831,14 +831,15 @@ def _c_encoder(sort_keys: bool) -> Any:
 
 _c_dumps = _c_encoder(False)
 _c_dumps_sorted = _c_encoder(True)
-_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
-            0x2028: "\\u2028", 0x2029: "\\u2029"}
-_NEEDS_ESC = re.compile("[<>&\u2028\u2029]").search
 
 
 def _finish(text: str) -> bytes:
-    if _NEEDS_ESC(text):
-        text = text.translate(_ESCAPES)
+    # Go's HTML-safe escapes: five ``in`` tests and ``replace`` calls (memchr-like C loops)
+    # rather than one regex search and ``str.translate`` (a dict lookup per character:
+    # 1.4 s for 12 MB of short strings, against 0.1 s)
+    if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
+        text = (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+                .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
     if "\\u0000" in text and _TOKEN_RE.search(text):
         text = _TOKEN_RE.sub(lambda m: m.group(1), text)
     try:
