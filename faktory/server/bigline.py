@@ -36,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - the pure-Python installation
     _jscan = None
 
-__all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list", "normalize_args"]
+__all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list", "normalize_args", "dispose"]
 
 #: payloads over this many bytes are parsed by :func:`parse` (smaller ones take a few ms at most)
 BIG_LINE = 64 * 1024
@@ -48,7 +48,12 @@ CHUNK = 64 * 1024
 #: is ``sys.getrecursionlimit()``, 1,000, less the frames of the caller)
 GUARD = 400
 #: list items normalised per step (:func:`normalize_list`)
-NORMALIZE_STEP = 4096
+NORMALIZE_STEP = 2048
+#: list items or dict members let go of per step (:func:`dispose`)
+DISPOSE_STEP = 8192
+#: containers up to this long are let go of with the run that holds them
+_SMALL = 64
+_LEAVES = frozenset((str, int, float, bool, type(None), gojson.GoFloat, gojson.GoNegZero))
 
 _WS = b" \t\r\n"
 _E = {2: "looking for beginning of value", 3: "looking for beginning of object key string",
@@ -202,3 +207,26 @@ def normalize_list(items: list[Any]) -> Generator[None, None, list[Any]]:
     for piece in pieces:
         out.extend(piece)
     return out
+
+
+def dispose(*values: Any) -> Generator[None, None, None]:
+    """Let go of big lists and dicts (a huge job's parsed and normalised values, nothing
+    else holding them) a run of members per step: freeing a million objects in the one
+    call that drops the last reference takes tens of milliseconds (60 ms for the 460,000
+    floats of an 8 MB job, parsed and normalised).  Emptied in place, so they must be
+    this caller's own."""
+    stack: list[Any] = [v for v in values if type(v) is list or type(v) is dict]
+    while stack:
+        value = stack.pop()
+        while value:
+            run: list[Any]
+            if isinstance(value, list):
+                run = value[-DISPOSE_STEP:]
+                del value[-DISPOSE_STEP:]
+            else:
+                run = [value.popitem()[1] for _ in range(min(DISPOSE_STEP, len(value)))]
+            if not set(map(type, run)) <= _LEAVES:
+                stack.extend(v for v in run
+                             if (type(v) is list or type(v) is dict) and len(v) > _SMALL)
+            del run
+            yield

@@ -627,9 +627,27 @@ class ServerConnection(asyncio.Protocol):
         if type(obj) is dict and type(obj.get("args")) is list:
             # the args of a huge job normalised in steps (for the fast and the general path)
             args = (obj["args"], (yield from bigline.normalize_args(obj["args"])))
-        return self._push_obj(obj, args)
+        job = self._job_of(obj, args)
+        if isinstance(job, bytes):
+            reply = job
+        else:
+            # its stored bytes encoded in steps: stored after the last one
+            error_text = yield from self.store.push_steps(job)
+            reply = OK if error_text is None else _err(error_text)
+        del job
+        yield from bigline.dispose(obj, *(args or ()))
+        return reply
 
     def _push_obj(self, obj: Any, args: tuple[Any, Any] | None = None) -> bytes:
+        job = self._job_of(obj, args)
+        if isinstance(job, bytes):
+            return job
+        error = self.store.push(job)
+        return OK if error is None else _err(error)
+
+    @staticmethod
+    def _job_of(obj: Any, args: tuple[Any, Any] | None) -> dict[str, Any] | bytes:
+        # the decoded job (retry defaulted) a PUSH pushes, or its -ERR reply
         job = None
         if args is None or not isinstance(args[1], Exception):  # (an overflow: fast_job gives None)
             job = gojson.fast_job(obj, None if args is None else args[1])
@@ -642,8 +660,7 @@ class ServerConnection(asyncio.Protocol):
                 job = {}
         if job.get("retry") is None:
             job["retry"] = 25
-        error = self.store.push(job)
-        return OK if error is None else _err(error)
+        return job
 
     def cmd_pushb(self, line: bytes) -> bytes | None:
         if len(line) < 6:
