@@ -51,8 +51,10 @@ GUARD = 400
 NORMALIZE_STEP = 2048
 #: list items or dict members let go of per step (:func:`dispose`)
 DISPOSE_STEP = 8192
-#: containers up to this long are let go of with the run that holds them
+#: containers up to this long are let go of with the run that holds them, in runs of
+#: _SMALL_RUN (a small job of a PUSHB: some ten objects)
 _SMALL = 64
+_SMALL_RUN = 256
 _LEAVES = frozenset((str, int, float, bool, type(None), gojson.GoFloat, gojson.GoNegZero))
 
 _WS = b" \t\r\n"
@@ -210,11 +212,11 @@ def normalize_list(items: list[Any]) -> Generator[None, None, list[Any]]:
 
 
 def dispose(*values: Any) -> Generator[None, None, None]:
-    """Let go of big lists and dicts (a huge job's parsed and normalised values, nothing
-    else holding them) a run of members per step: freeing a million objects in the one
-    call that drops the last reference takes tens of milliseconds (60 ms for the 460,000
-    floats of an 8 MB job, parsed and normalised).  Emptied in place, so they must be
-    this caller's own."""
+    """Let go of big lists and dicts (a huge job's parsed and normalised values, the jobs
+    of a big PUSHB; nothing else holding them) a run of members per step: freeing a million
+    objects in the one call that drops the last reference takes tens of milliseconds (60 ms
+    for the 460,000 floats of an 8 MB job, parsed and normalised).  Emptied in place, so
+    they must be this caller's own."""
     stack: list[Any] = [v for v in values if type(v) is list or type(v) is dict]
     while stack:
         value = stack.pop()
@@ -225,8 +227,12 @@ def dispose(*values: Any) -> Generator[None, None, None]:
                 del value[-DISPOSE_STEP:]
             else:
                 run = [value.popitem()[1] for _ in range(min(DISPOSE_STEP, len(value)))]
-            if not set(map(type, run)) <= _LEAVES:
-                stack.extend(v for v in run
-                             if (type(v) is list or type(v) is dict) and len(v) > _SMALL)
-            del run
-            yield
+            if set(map(type, run)) <= _LEAVES:
+                del run
+                yield
+                continue
+            # small containers freed with their run, fewer at a time; big ones by themselves
+            stack.extend(v for v in run if (type(v) is list or type(v) is dict) and len(v) > _SMALL)
+            while run:
+                del run[-_SMALL_RUN:]
+                yield

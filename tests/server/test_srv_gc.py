@@ -1,6 +1,8 @@
 """The jobs the embedded server holds are not tracked by the cyclic garbage collector (the
 compiled faktory.server._record.JobRecord), so that its full collections do not walk
-every stored job.
+every stored job; the big values a big command leaves are let go of a slice at a time,
+with the collector held off until they are gone, and never turned on when the
+application had turned it off.
 
 Counts and states, never elapsed time (the latency figures are a benchmark's).
 """
@@ -8,13 +10,14 @@ from __future__ import annotations
 
 import gc
 import json
-from typing import Any
+import threading
+from typing import Any, Generator
 
 import pytest
 from conftest import internals
 from srv_helpers import Raw, wait_for
 
-from faktory.server import ServerThread, server
+from faktory.server import ServerThread, bigline, server
 from faktory.server.persist import JobRecord, PyJobRecord
 
 compiled = pytest.mark.skipif(JobRecord is PyJobRecord, reason="the compiled JobRecord is not built "
@@ -76,6 +79,29 @@ def test_the_collector_has_no_more_to_walk_with_more_jobs_stored() -> None:
         assert len(gc.get_objects()) - before < 200
 
 
+@internals
+def test_the_collector_is_on_again_once_a_big_pushb_let_go_of_its_jobs() -> None:
+    assert gc.isenabled()
+    with ServerThread() as srv, Raw("127.0.0.1", srv.port, timeout=60) as raw:
+        raw.hello()
+        assert raw.cmd(b"PUSHB " + json.dumps(_jobs(20_000, "again")).encode() + b"\r\n") == b"$2\r\n{}\r\n"
+        wait_for(lambda: not server._gc_hold.holders, timeout=30)
+        assert gc.isenabled()
+
+
+@internals
+def test_a_collector_turned_off_by_the_application_stays_off_after_a_big_pushb() -> None:
+    gc.disable()
+    try:
+        with ServerThread() as srv, Raw("127.0.0.1", srv.port, timeout=60) as raw:
+            raw.hello()
+            assert raw.cmd(b"PUSHB " + json.dumps(_jobs(20_000, "off")).encode() + b"\r\n") == b"$2\r\n{}\r\n"
+            wait_for(lambda: not server._gc_hold.holders, timeout=30)
+            assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 def test_the_compiled_record_is_the_pure_one_untracked() -> None:
     args = (7, "queue", "q", 3.0, "jid-0001", b'{"jid":"jid-0001"}')
     for cls in {JobRecord, PyJobRecord}:
@@ -92,3 +118,29 @@ def test_the_compiled_record_is_the_pure_one_untracked() -> None:
     assert gc.is_tracked(PyJobRecord(*args))
     assert gc.is_tracked(JobRecord(*args)) is (JobRecord is PyJobRecord)
 
+
+@internals
+def test_a_server_stopped_while_letting_go_of_a_big_pushb_releases_the_collector(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    go = threading.Event()
+    dispose = bigline.dispose
+
+    def gated(*values: Any) -> Generator[None, None, None]:
+        while not go.is_set():
+            yield
+        yield from dispose(*values)
+    monkeypatch.setattr(bigline, "dispose", gated)
+    srv = ServerThread()
+    srv.start()
+    try:
+        with Raw("127.0.0.1", srv.port, timeout=60) as raw:
+            raw.hello()
+            assert raw.cmd(b"PUSHB " + json.dumps(_jobs(5000, "stop")).encode() + b"\r\n") == b"$2\r\n{}\r\n"
+            assert srv.call(lambda: len(srv.server._disposing)) == 1
+            assert not gc.isenabled()  # held until the jobs are gone
+            srv.stop()
+        assert not server._gc_hold.holders
+        assert gc.isenabled()
+    finally:
+        go.set()
+        srv.stop()
