@@ -324,6 +324,12 @@ def test_the_sliced_parse_gives_what_loads_gives(value: Any, seed: int, chunk: i
     b" \r\n" * 30_000 + b'"' + b"a" * 100_000 + b'"  ',          # one huge string
     b'{"a":' + b'{"a":1,' * 20_000 + b'"b":2' + b"}" * 20_001,    # duplicate keys, nested objects
     b'{"a":[' + b"-0," * 40_000 + b'0],"a":[' + b"1.5e3," * 40_000 + b"2]}",
+    # huge strings, decoded a piece at a time: cut only where the pieces decode to the same
+    b'["' + b"\\u0041\\ud83d\\ude00" * 60_000 + b'", 1]',  # escapes only, surrogate pairs
+    b'{"s":"' + b"\\n\\\\\\\"" * 100_000 + b'"}',          # escaped newlines, backslashes, quotes
+    b'["' + b"\\udc00" * 100_000 + b'"]',                        # lone low surrogates: no cut at all
+    b'{"k":["x", "' + "\u6f22\u5b57".encode() * 150_000 + b'"], "j":"' + b"\xff\xc3(\xe2\x82" * 80_000 + b'"}',
+    b'"' + b"ab\\\\cd\\u00e9<" * 100_000 + b'"',             # a top-level string
 ])
 def test_the_sliced_parse_of_an_odd_payload_gives_what_loads_gives(data: bytes) -> None:
     _check(data)
