@@ -341,15 +341,44 @@ class ServerConnection(asyncio.Protocol):
                     self.transport.pause_reading()  # type: ignore[union-attr]
                 self._account()
                 return
-            if data.find(b"\n") < 0:
+            nl = data.find(b"\n")
+            if nl < 0:
                 if len(buf) > self.srv.max_line:
                     self._line_too_long()
+                self._account()
+                return
+            if nl == len(data) - 1 and self.state == _READY and len(buf) > bigline.BIG_LINE:
+                self._one_line()
                 self._account()
                 return
             data = bytes(buf)
             buf.clear()
         self._run(data)
         self._account()
+
+    def _one_line(self) -> None:
+        """Answer the one whole line the input buffer holds, a long one (a big command
+        arrives in many reads): copied out of the buffer once, where ``_run`` would copy it
+        twice (the buffer to bytes, then the line cut from them), 10-30 ms a copy for
+        10 MB on a loaded machine."""
+        buf = self._buf
+        end = len(buf) - 1
+        if end and buf[end - 1] == 13:
+            end -= 1
+        if end > self.srv.max_line:
+            self._line_too_long()
+            return
+        with memoryview(buf) as view:
+            line = view[:end].tobytes()
+        buf.clear()
+        self._active = True
+        reply = self._dispatch(line)
+        if reply is not None:
+            self._out.append(reply)
+        if self._out:
+            self._flush()
+        elif self._close_after_flush:
+            self.close()
 
     def _account(self) -> None:
         """Keep ``srv.buffered`` (bytes held in every connection's input buffer, and the big
