@@ -26,7 +26,7 @@ import secrets
 import socket
 import ssl as _ssl
 import time
-from typing import Any, Generator
+from typing import Any, Callable, Generator
 from urllib.parse import quote
 
 from faktory import protocol
@@ -875,26 +875,63 @@ class ServerConnection(asyncio.Protocol):
         self.store.ack(obj["jid"] or "")
         return OK
 
-    def cmd_fail(self, line: bytes) -> bytes:
+    def cmd_fail(self, line: bytes) -> bytes | None:
         if len(line) < 5:
             return INTERNAL
-        data = line[5:]
+        if len(line) > bigline.BIG_LINE and bigline.available():
+            self._start_work(line, self._sliced(line, 5, lambda kind, obj: self._fail_value(line, kind, obj)))
+            return None
         try:
-            payload = gojson.decode_struct(gojson.loads(data), gojson.FAIL_PAYLOAD) or {}
+            obj = gojson.loads(line[5:])
         except gojson.JSONError:
-            return b"-ERR invalid FAIL " + data + b"\r\n"
+            return self._fail_value(line, "error", None)
+        return self._fail_value(line, "value", obj)
+
+    def _fail_value(self, line: bytes, kind: str, obj: Any) -> bytes:
+        try:
+            if kind != "value":
+                raise gojson.JSONError(obj)
+            payload = gojson.decode_struct(obj, gojson.FAIL_PAYLOAD) or {}
+        except gojson.JSONError:
+            return b"-ERR invalid FAIL " + line[5:] + b"\r\n"
         error = self.store.fail(payload.get("jid", ""), payload.get("errtype", ""),
                                 payload.get("message", ""), payload.get("backtrace") or [])
         return OK if error is None else _err(error)
 
-    def cmd_beat(self, line: bytes) -> bytes:
+    def _sliced(self, line: bytes, start: int,
+                finish: Callable[[str, Any], bytes]) -> Generator[None, None, bytes]:
+        """A big line's command: its JSON from ``start`` parsed a slice per step, then
+        ``finish(kind, obj)``: ``("value", the value)`` or ``("error", Go's text)``."""
+        kind, obj = yield from bigline.parse(line, start)
+        if kind == "legacy":
+            try:
+                kind, obj = "value", gojson.loads(line[start:])
+            except gojson.JSONError as exc:
+                kind, obj = "error", str(exc)
+        reply = finish(kind, obj)
+        if kind == "value":
+            self.srv.dispose_later(obj)
+        return reply
+
+    def cmd_beat(self, line: bytes) -> bytes | None:
         if len(line) < 5:
             return INTERNAL
-        data = line[5:]
+        if len(line) > bigline.BIG_LINE and bigline.available():
+            self._start_work(line, self._sliced(line, 5, lambda kind, obj: self._beat_value(line, kind, obj)))
+            return None
         try:
-            beat = gojson.decode_struct(gojson.loads(data), gojson.CLIENT_BEAT) or {}
+            obj = gojson.loads(line[5:])
         except gojson.JSONError:
-            return b"-ERR invalid BEAT " + data + b"\r\n"
+            return self._beat_value(line, "error", None)
+        return self._beat_value(line, "value", obj)
+
+    def _beat_value(self, line: bytes, kind: str, obj: Any) -> bytes:
+        try:
+            if kind != "value":
+                raise gojson.JSONError(obj)
+            beat = gojson.decode_struct(obj, gojson.CLIENT_BEAT) or {}
+        except gojson.JSONError:
+            return b"-ERR invalid BEAT " + line[5:] + b"\r\n"
         wid = beat.get("wid", "")
         worker = self.srv._workers.get(wid)
         if worker is None:
@@ -916,12 +953,24 @@ class ServerConnection(asyncio.Protocol):
         self.store.flush()
         return OK
 
-    def cmd_mutate(self, line: bytes) -> bytes:
-        parts = line.split(b" ")
-        if len(parts) != 2:
+    def cmd_mutate(self, line: bytes) -> bytes | None:
+        sp = line.find(b" ")
+        if sp < 0 or line.find(b" ", sp + 1) >= 0:  # not two words (without splitting a big line)
             return b"-ERR invalid format\r\n"
+        if len(line) > bigline.BIG_LINE and bigline.available():
+            self._start_work(line, self._sliced(line, sp + 1, self._mutate_value))
+            return None
         try:
-            op = gojson.decode_struct(gojson.loads(parts[1]), gojson.OPERATION) or {}
+            obj = gojson.loads(line[sp + 1:])
+        except gojson.JSONError as exc:
+            return _err(str(exc))
+        return self._mutate_value("value", obj)
+
+    def _mutate_value(self, kind: str, obj: Any) -> bytes:
+        try:
+            if kind != "value":
+                raise gojson.JSONError(obj)
+            op = gojson.decode_struct(obj, gojson.OPERATION) or {}
         except gojson.JSONError as exc:
             return _err(str(exc))
         error = self.store.mutate(op)
