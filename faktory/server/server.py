@@ -707,7 +707,39 @@ class ServerConnection(asyncio.Protocol):
         obj, error = yield from self._parse_sliced(line, 6)
         if error is not None:
             return error
+        if type(obj) is list and obj and len(line) // len(obj) > bigline.BIG_LINE:
+            # a few huge jobs: each normalised and encoded in steps, as a big PUSH's
+            return (yield from self._pushb_huge(obj))
         return self._pushb_obj(obj)
+
+    def _pushb_huge(self, obj: list[Any]) -> Generator[None, None, bytes]:
+        errs = gojson.errors()
+        jobs = []
+        for item in obj:  # all decoded first: a type error anywhere refuses the whole command
+            args: tuple[Any, Any] | None = None
+            if type(item) is dict and type(item.get("args")) is list:
+                args = (item["args"], (yield from bigline.normalize_args(item["args"])))
+            jobs.append(gojson.decode_job(item, errs, args))
+            yield
+            if errs.first is not None:
+                self.srv.dispose_later(jobs, obj)
+                return _err(f"invalid JSON: {errs.first}")
+        now = self.store.clock.now()
+        ts = gojson.format_time(now)
+        result: dict[str, str] = {}
+        for job in jobs:  # (a client gone meanwhile: the jobs pushed so far stay, as below)
+            if job is None:
+                job = {}
+            if not job.get("created_at"):
+                job["created_at"] = ts
+            if job.get("retry") is None:
+                job["retry"] = 25
+            error = yield from self.store.push_steps(job, now, ts)
+            if error is not None:
+                result[job.get("jid", "")] = error
+        del job
+        self.srv.dispose_later(jobs, obj)
+        return _pushb_reply(result)
 
     def _pushb_obj(self, obj: Any) -> bytes | None:
         if obj is None:

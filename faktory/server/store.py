@@ -356,12 +356,13 @@ class Store:
             return plan
         return self._place(plan, gojson.marshal_job(job))
 
-    def push_steps(self, job: dict[str, Any]) -> Generator[None, None, str | None]:
+    def push_steps(self, job: dict[str, Any], now: float | None = None,
+                   ts: str | None = None) -> Generator[None, None, str | None]:
         """:meth:`push` with the job's bytes encoded a step at a time
         (``gojson.encode_steps``), for a huge job: what is checked first is checked before
         the first step, the job is stored after the last one (so a caller that stops
         in between leaves nothing behind)."""
-        plan = self._admit(job, None, None)
+        plan = self._admit(job, now, ts)
         if isinstance(plan, str):
             return plan
         if plan[0] is None and plan[2] not in self.queues:

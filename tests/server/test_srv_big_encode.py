@@ -203,3 +203,58 @@ def test_a_huge_value_is_encoded_in_many_small_steps() -> None:
             break
     # 100,000 floats and a 600,000-character string: each step a bounded part of them
     assert steps >= 100_000 // gojson.STEP_COST + 600_000 // gojson.STEP_CHARS
+
+
+def _huge_batch(prefix: str) -> bytes:
+    floats = b",".join(b"%r" % (i * 1.0001 + 0.123456789) for i in range(2 * MB // 18))
+    strings = b",".join(b'"s<%d>&"' % i for i in range(MB // 10))
+    return (b'PUSHB [{"jid":"%s-floats","jobtype":"X","queue":"batch","created_at":"2026-01-01T00:00:00Z",'
+            b'"args":[%s]},{"jid":"%s-small","jobtype":"X","queue":"batch","created_at":"2026-01-01T00:00:00Z",'
+            b'"args":[1]},{"jid":"%s-strings","jobtype":"X","queue":"batch","created_at":"2026-01-01T00:00:00Z",'
+            b'"custom":{"b":-0,"a":1e-7},"args":[%s]}]\r\n') % (
+        prefix.encode(), floats, prefix.encode(), prefix.encode(), strings)
+
+
+@internals
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_a_pushb_of_a_few_huge_jobs_stores_them_as_the_one_call_path_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    with ServerThread() as srv, Raw("127.0.0.1", srv.port, timeout=120) as raw:
+        raw.hello()
+        assert raw.cmd(_huge_batch("aaaa")) == b"$2\r\n{}\r\n"
+        sliced = [raw.body(b"FETCH batch\r\n") for _ in range(3)]
+        monkeypatch.setattr(bigline, "BIG_LINE", 1 << 30)  # the line parsed and stored in one go
+        assert raw.cmd(_huge_batch("bbbb")) == b"$2\r\n{}\r\n"
+        one_go = [raw.body(b"FETCH batch\r\n") for _ in range(3)]
+    assert [len(b) > 64 * 1024 for b in sliced] == [True, False, True]
+    assert [_ENQUEUED.sub(b"", b) for b in sliced] == [
+        _ENQUEUED.sub(b"", b).replace(b'"bbbb-', b'"aaaa-') for b in one_go]
+
+
+@internals
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_other_clients_are_served_while_a_pushb_of_huge_jobs_is_stored(
+        gate: tuple[threading.Event, threading.Event]) -> None:
+    encoding, go = gate
+    with ServerThread() as srv, Raw("127.0.0.1", srv.port, timeout=60) as big, \
+            Raw("127.0.0.1", srv.port) as other:
+        big.hello()
+        other.hello()
+        big.send(_huge_batch("cccc") + b"PUSH {}\r\n")
+        assert encoding.wait(60)
+        assert other.cmd(b"INFO\r\n").startswith(b"$")
+        assert srv.call(lambda: srv.server.store.queue_sizes()) == {}  # the first one not stored yet
+        go.set()
+        assert big.reply() == b"$2\r\n{}\r\n"
+        assert big.reply() == b"-ERR jobs must have a reasonable jid parameter\r\n"
+        assert srv.call(lambda: srv.server.store.queue_sizes()) == {"batch": 3}
+
+
+@internals
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_a_pushb_of_huge_jobs_with_a_bad_one_stores_none() -> None:
+    line = _huge_batch("dddd").replace(b'"args":[1]}', b'"args":[1],"retry":"x"}')
+    with ServerThread() as srv, Raw("127.0.0.1", srv.port, timeout=60) as raw:
+        raw.hello()
+        assert raw.cmd(line) == (
+            b"-ERR invalid JSON: json: cannot unmarshal string into Go struct field Job.retry of type int\r\n")
+        assert srv.call(lambda: srv.server.store.queue_sizes()) == {}
