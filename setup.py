@@ -39,7 +39,8 @@ else:
 
         ext_modules = cythonize(
             [Extension("faktory._resp", ["faktory/_resp.pyx"]),
-             Extension("faktory.server._jscan", ["faktory/server/_jscan.pyx"])],
+             Extension("faktory.server._jscan", ["faktory/server/_jscan.pyx"]),
+             Extension("faktory.server._record", ["faktory/server/_record.pyx"])],
             compiler_directives={"language_level": "3", "boundscheck": False, "wraparound": False},
         )
     except Exception as exc:  # no Cython, or it could not translate the module

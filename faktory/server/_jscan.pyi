@@ -34,6 +34,7 @@ class Scanner:
     done: bool
     big: list[tuple[int, int, int, int]]
     marks: list[tuple[int, int]]
+    strings: list[tuple[int, int, int, int]]
 
     def __init__(self, start: int, guard: int, hard: int, max_digits: int, chunk: int) -> None: ...
     def scan(self, data: bytes, stop: int) -> bool: ...

@@ -17,7 +17,11 @@ would, and to parse a valid payload in slices:
   bracket, of the key before it (-1 in an array, or at the top), of the container it is in
   (-1 at the top);
 * ``marks``: ``(container_start, comma)``: commas between the members of such a container,
-  at least ``chunk`` bytes apart.
+  at least ``chunk`` bytes apart;
+* ``strings``: string values (not keys) of at least ``chunk`` bytes (nested at most
+  ``guard`` deep), as ``(start, end, key_start, parent_start)`` like ``big``: offsets of
+  the opening and the closing quote, of the key before it (-1 in an array or at the top),
+  of the container it is in (-1 at the top).
 """
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -97,6 +101,7 @@ cdef class Scanner:
     cdef bint in_key
     cdef public Py_ssize_t pos
     cdef Py_ssize_t num_start
+    cdef Py_ssize_t str_start
     cdef Py_ssize_t ndigits
     cdef int lit
     cdef int lit_i
@@ -119,6 +124,7 @@ cdef class Scanner:
     cdef public bint done
     cdef public list big
     cdef public list marks
+    cdef public list strings
 
     def __cinit__(self, Py_ssize_t start, Py_ssize_t guard, Py_ssize_t hard, Py_ssize_t max_digits,
                   Py_ssize_t chunk):
@@ -147,6 +153,8 @@ cdef class Scanner:
         self.done = False
         self.big = []
         self.marks = []
+        self.strings = []
+        self.str_start = -1
 
     def __dealloc__(self):
         free(self.stack)
@@ -186,6 +194,14 @@ cdef class Scanner:
         self.depth -= 1
         return 0
 
+    cdef int _big_string(self, Py_ssize_t at) except -1:
+        cdef Py_ssize_t d = self.depth
+        cdef Py_ssize_t key = -1
+        if d > 0 and self.stack[d - 1] == C_OBJ:
+            key = self.keystart[d]
+        self.strings.append((self.str_start, at, key, self.starts[d] if d > 0 else -1))
+        return 0
+
     cdef inline void _end_int(self):
         if self.max_digits > 0 and self.ndigits > self.max_digits and self.big_int_pos < 0:
             self.big_int_pos = self.num_start
@@ -220,7 +236,12 @@ cdef class Scanner:
                 if i >= stop:
                     break
                 if c == 0x22:
-                    st = S_COLON if self.in_key else S_END
+                    if self.in_key:
+                        st = S_COLON
+                    else:
+                        st = S_END
+                        if self.str_start >= 0 and i - self.str_start >= self.chunk:
+                            self._big_string(i)
                 elif c == 0x5C:
                     st = S_ESC
                 else:
@@ -267,6 +288,7 @@ cdef class Scanner:
                         break
                 elif c == 0x22:
                     self.in_key = False
+                    self.str_start = i if self.depth <= self.guard else -1
                     st = S_STR
                 elif c == 0x2D:
                     self.num_start = i

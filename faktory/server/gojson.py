@@ -20,6 +20,7 @@ result would differ (a syntax error, a float, a large integer, a non-canonical k
 from __future__ import annotations
 
 import calendar
+import itertools
 import json
 import json.encoder
 import json.scanner
@@ -28,11 +29,11 @@ import re
 import secrets
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generator
 
 __all__ = [
     "GoFloat", "JSONError", "loads", "syntax_error", "decode_struct", "kind_of",
-    "normalize_any", "encode", "dumps_map", "format_float", "format_time", "parse_time",
+    "normalize_any", "encode", "encode_steps", "dumps_map", "format_float", "format_time", "parse_time",
     "TimeParseError", "go_quote", "go_upper", "JOB", "FAILURE", "FAIL_PAYLOAD", "CLIENT_BEAT",
     "CLIENT_DATA", "OPERATION", "decode_job", "fast_job",
 ]
@@ -831,14 +832,15 @@ def _c_encoder(sort_keys: bool) -> Any:
 
 _c_dumps = _c_encoder(False)
 _c_dumps_sorted = _c_encoder(True)
-_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
-            0x2028: "\\u2028", 0x2029: "\\u2029"}
-_NEEDS_ESC = re.compile("[<>&\u2028\u2029]").search
 
 
 def _finish(text: str) -> bytes:
-    if _NEEDS_ESC(text):
-        text = text.translate(_ESCAPES)
+    # Go's HTML-safe escapes: five ``in`` tests and ``replace`` calls (memchr-like C loops)
+    # rather than one regex search and ``str.translate`` (a dict lookup per character:
+    # 1.4 s for 12 MB of short strings, against 0.1 s)
+    if "<" in text or ">" in text or "&" in text or "\u2028" in text or "\u2029" in text:
+        text = (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+                .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
     if "\\u0000" in text and _TOKEN_RE.search(text):
         text = _TOKEN_RE.sub(lambda m: m.group(1), text)
     try:
@@ -859,6 +861,162 @@ def dumps_map(obj: Any) -> bytes:
     if _c_dumps_sorted is not None and type(obj) is dict:
         return _finish("".join(_c_dumps_sorted(obj, 0)))
     return _finish(_py_dumps_sorted(obj))
+
+
+def _dump(obj: Any) -> str:
+    # the text encode() starts from (before _finish), for any value
+    if _c_dumps is not None:
+        return "".join(_c_dumps(obj, 0))
+    return _py_dumps(obj)  # pragma: no cover - CPython always has the C encoder
+
+
+#: the work :func:`encode_steps` puts into one encoder call: a scalar costs 1 (a float,
+#: the dearest, about a microsecond), a string 1 more per 16 characters
+STEP_COST = 2048
+#: list items or dict members looked at together (no more than one step's cost)
+STEP_ITEMS = 1024
+#: characters of one string encoded per call
+STEP_CHARS = STEP_COST * 16
+_FLAT = frozenset((int, float, bool, type(None)))
+
+
+def _cost(value: Any, cap: int) -> int:
+    """What encoding ``value`` costs (see :data:`STEP_COST`), counted only until over ``cap``."""
+    t = type(value)
+    if t is str:
+        return 1 + (len(value) >> 4)
+    if t is list:
+        members: Any = value
+    elif t is dict:
+        members = value.items()
+    else:
+        return 1
+    n = 1
+    for item in members:
+        if t is dict:
+            key, item = item
+            n += 1 + (len(key) >> 4) if type(key) is str else 1
+        ti = type(item)
+        if ti is str:
+            n += 1 + (len(item) >> 4)
+        elif ti is list or ti is dict:
+            n += _cost(item, cap - n)
+        else:
+            n += 1
+        if n > cap:
+            break
+    return n
+
+
+def _piece_cost(values: list[Any], cap: int) -> int:
+    # the cost of a run of list items or dict values, in C calls where they are flat
+    types = set(map(type, values))
+    if types <= _FLAT:
+        return len(values)
+    if str in types and types <= _FLAT | {str}:
+        if len(types) == 1:
+            return len(values) + (sum(map(len, values)) >> 4)
+        return len(values) + (sum(len(v) for v in values if type(v) is str) >> 4)
+    n = 0
+    for v in values:
+        n += _cost(v, cap - n)
+        if n > cap:
+            break
+    return n
+
+
+def encode_steps(obj: Any) -> Generator[None, None, bytes]:
+    """:func:`encode` a step at a time: the same bytes, each step about :data:`STEP_COST`
+    of work (a few milliseconds at most), for a huge job encoded a slice of the event loop
+    at a time.
+
+    Runs of list items and dict members are encoded by the same C encoder, each by
+    itself, with its text finished (escapes, number tokens, invalid UTF-8) on its own:
+    every one of those rewrites is local to a character or to one short string, so the
+    pieces join to what one call gives.  A string longer than :data:`STEP_CHARS` is
+    encoded a run of characters at a time (its escaping is per character too)."""
+    out: list[bytes] = []
+    yield from _encode_value(obj, out)
+    return b"".join(out)
+
+
+def _encode_value(value: Any, out: list[bytes]) -> Generator[None, None, None]:
+    t = type(value)
+    if t is list:
+        yield from _encode_members(value, False, out)
+    elif t is dict:
+        yield from _encode_members(value, True, out)
+    elif t is str and len(value) > STEP_CHARS and not value.startswith(_TOKEN):  # (a number: whole)
+        out.append(b'"')
+        for i in range(0, len(value), STEP_CHARS):
+            out.append(_finish(_dump(value[i:i + STEP_CHARS])[1:-1]))
+            yield
+        out.append(b'"')
+    else:
+        out.append(_finish(_dump(value)))
+
+
+def _encode_members(value: Any, is_dict: bool, out: list[bytes]) -> Generator[None, None, None]:
+    if _cost(value, STEP_COST) <= STEP_COST:
+        out.append(_finish(_dump(value)))
+        return
+    out.append(b"{" if is_dict else b"[")
+    sep = b""  # what comes before the next member
+    group: list[Any] = []
+    spent = 0
+
+    def flush() -> None:
+        nonlocal sep, spent
+        if group:
+            text = _dump(dict(group) if is_dict else group)
+            out.append(sep + _finish(text[1:-1]))
+            sep = b","
+            group.clear()
+        spent = 0
+
+    members = iter(value.items() if is_dict else value)
+    while True:
+        run = list(itertools.islice(members, STEP_ITEMS))
+        if not run:
+            break
+        if is_dict:
+            keys = [k for k, _ in run]
+            values = [v for _, v in run]
+            key_cost = len(keys) + (sum(len(k) for k in keys if type(k) is str) >> 4)
+        else:
+            values = run
+            key_cost = 0
+        cost = key_cost + _piece_cost(values, STEP_COST)
+        if cost <= STEP_COST:  # the common case: the run is one piece, or part of one
+            if spent + cost > STEP_COST:
+                flush()
+                yield
+            group.extend(run)
+            spent += cost
+            continue
+        for member in run:
+            item = member[1] if is_dict else member
+            cost = _cost(item, STEP_COST)
+            if is_dict:
+                key = member[0]
+                cost += 1 + (len(key) >> 4) if type(key) is str else 1
+            if cost <= STEP_COST:
+                if spent + cost > STEP_COST:
+                    flush()
+                    yield
+                group.append(member)
+                spent += cost
+                continue
+            flush()  # a big member by itself, a step at a time
+            out.append(sep)
+            sep = b","
+            if is_dict:
+                yield from _encode_value(member[0], out)
+                out.append(b":")
+            yield from _encode_value(item, out)
+            yield
+    flush()
+    out.append(b"}" if is_dict else b"]")
 
 
 # --------------------------------------------------------------------------- time

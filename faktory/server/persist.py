@@ -64,7 +64,9 @@ Calls and ordering
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+from faktory.protocol import extensions_disabled
 
 __all__ = [
     "QUEUE",
@@ -119,6 +121,18 @@ class JobRecord:
     def __repr__(self) -> str:
         return (f"JobRecord(rid={self.rid}, where={self.where!r}, name={self.name!r}, "
                 f"score={self.score!r}, jid={self.jid!r})")
+
+
+#: The pure-Python JobRecord (tracked by the cyclic garbage collector, as every instance
+#: of a class with ``__slots__`` is).
+PyJobRecord = JobRecord
+if not TYPE_CHECKING and not extensions_disabled():
+    # the compiled twin (faktory/server/_record.pyx): not tracked, so that full
+    # collections do not walk every stored job
+    try:
+        from faktory.server._record import JobRecord
+    except ImportError:  # pragma: no cover - the pure-Python installation
+        pass
 
 
 @dataclass

@@ -17,7 +17,7 @@ import random
 import re
 import time
 from collections import deque
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Any, Callable, Generator, Iterable, Iterator, Protocol
 
 from faktory.server import gojson
 from faktory.server.clock import Clock
@@ -351,6 +351,31 @@ class Store:
         many jobs at one time.  Returns ``None``, or the error text of the real server's
         ``manager.Push``.
         """
+        plan = self._admit(job, now, ts)
+        if isinstance(plan, str):
+            return plan
+        return self._place(plan, gojson.marshal_job(job))
+
+    def push_steps(self, job: dict[str, Any], now: float | None = None,
+                   ts: str | None = None) -> Generator[None, None, str | None]:
+        """:meth:`push` with the job's bytes encoded a step at a time
+        (``gojson.encode_steps``), for a huge job: what is checked first is checked before
+        the first step, the job is stored after the last one (so a caller that stops
+        in between leaves nothing behind)."""
+        plan = self._admit(job, now, ts)
+        if isinstance(plan, str):
+            return plan
+        if plan[0] is None and plan[2] not in self.queues:
+            error = self._queue_error(plan[2])
+            if error is not None:  # what push_scanned would say: no need to encode for it
+                return error
+        payload = yield from gojson.encode_steps(gojson.job_object(job))
+        return self._place(plan, payload)
+
+    def _admit(self, job: dict[str, Any], now: float | None,
+               ts: str | None) -> str | tuple[float | None, str, str, int, float]:
+        # manager.Push's checks and defaults: the error text, or (the time it is scheduled
+        # for or None, jid, queue, reserve_for, now) with the job ready to be encoded
         get = job.get
         jid = get("jid", "")
         # Go's len() counts bytes: five two-byte characters make a valid jid
@@ -379,14 +404,31 @@ class Store:
             except gojson.TimeParseError as exc:
                 return f"invalid timestamp for 'at': {gojson.go_quote(at)}: {exc}"
             if when > now:
-                payload = gojson.marshal_job(job)
-                rec = JobRecord(self.new_rid(), SCHEDULED, "", when, jid, payload,
-                                reserve_for=reserve_for)
-                kept = self.scheduled.add(rec)
-                self.persist.add(rec) if kept is rec else self.persist.update(kept)
-                return None
+                return (when, jid, name, reserve_for, now)
         job["enqueued_at"] = ts
-        return self.push_scanned(jid, name, reserve_for, gojson.marshal_job(job), now)
+        return (None, jid, name, reserve_for, now)
+
+    def _place(self, plan: tuple[float | None, str, str, int, float], payload: bytes) -> str | None:
+        # the end of push: the job (its bytes final) scheduled or enqueued
+        when, jid, name, reserve_for, now = plan
+        if when is not None:
+            rec = JobRecord(self.new_rid(), SCHEDULED, "", when, jid, payload,
+                            reserve_for=reserve_for)
+            kept = self.scheduled.add(rec)
+            self.persist.add(rec) if kept is rec else self.persist.update(kept)
+            return None
+        return self.push_scanned(jid, name, reserve_for, payload, now)
+
+    @staticmethod
+    def _queue_error(name: str) -> str | None:
+        # push_scanned's error for a queue not known yet, or None
+        if name == "":
+            known = "queue name cannot be blank"
+        elif VALID_QUEUE.match(name) is None:
+            known = QUEUE_RULE
+        else:
+            return None
+        return f"cannot get {gojson.go_quote(name)} queue: {known}"
 
     def push_scanned(self, jid: str, name: str, reserve_for: int, payload: bytes, now: float) -> str | None:
         """Enqueue a job whose stored bytes are final (``payload``, ``enqueued_at`` ``now``):
