@@ -21,6 +21,17 @@ pool of 20 connections, opened before any timing) each have a core.  Three loads
   gate on ``push10`` against it is the regression check of the PUSH path: both are the
   server's own per-command cost in one run, so the machine's noise cancels.
 
+* ``push_pipe``: single PUSHes pipelined on one bare connection, a chunk of 1,000 lines
+  written at once and its 1,000 replies read before the next: the server reads and
+  answers them by the hundred, so the machine's load cannot change how they batch, and the
+  server's CPU per job is what a PUSH command itself costs (parse, store, reply).
+
+Every paired comparison (``PAIRED``) also records the server process's own CPU per job
+(``_server_cpu``: all its threads, the durable server's SQLite writer included), first
+over second, median of the pairs: CPU is what the server spent, whatever the wall clock did
+meanwhile, and the gates on it (pipelined PUSH against PUSHB, durable against in-memory)
+catch a 25% regression where the jobs/s ratios of the same pairs cannot.
+
 ``PAIRED_CPU`` compares the server process's own CPU time per job (``_server_cpu``, from
 ``/proc``) of ``push10`` with that of ``pushb``, in round pairs: the per-command cost of a
 single PUSH over a job's share of a PUSHB, which wall-clock noise does not move much.
@@ -59,6 +70,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
 from faktory.client import Client
 from faktory.job import Job
 from faktory.server import ServerProcess
+from faktory.server.process import _PACKAGE_ROOT
 from pairs import PAIRS
 
 JOBS = int(os.environ.get("FAKTORY_BENCH_JOBS", "20000"))
@@ -87,10 +99,15 @@ PAIRED = {
     "durable fetch_ack vs memory": (("durable", "fetch_ack"), ("memory", "fetch_ack")),
     "memory PUSHB vs single PUSH": (("memory", "pushb"), ("memory", "push")),
     "memory 10-conn PUSH vs 10-conn fetch+ack": (("memory", "push10"), ("memory", "fetch_ack10")),
+    "memory pipelined PUSH vs PUSHB": (("memory", "push_pipe"), ("memory", "pushb")),
+    "durable pipelined PUSH vs memory": (("durable", "push_pipe"), ("memory", "push_pipe")),
 }
 #: Paired comparisons of the server process's own CPU per job (``_server_cpu``): the figure is
 #: the median over the pairs of CPU/job of the first over CPU/job of the second.  CPU time is
 #: what the server spent, whatever the wall clock did meanwhile on this shared machine.
+#: more pairs for these (their rounds are short): their server CPU ratios are gated to 25%
+PAIRED_PAIRS = {"memory pipelined PUSH vs PUSHB": 2 * PAIRS - 1, "durable pipelined PUSH vs memory": 2 * PAIRS - 1,
+                "durable pushb vs memory": 2 * PAIRS - 1}
 PAIRED_CPU = {
     "memory server CPU/job: 10-conn PUSH vs PUSHB": (("memory", "push10"), ("memory", "pushb")),
 }
@@ -134,6 +151,37 @@ BENCHMARK_GATES = [
      "figure": "memory server CPU/job: 10-conn PUSH vs PUSHB",
      "by": "test_paired_cpu[memory server CPU/job: 10-conn PUSH vs PUSHB]", "max": 2.7,
      "note": "16 runs 1.56 / 2.02 / 2.53 (3.61 before scan_push): catches a 34% rise of the median"},
+    # The server process's own CPU per job (all its threads: the durable server's SQLite
+    # writer too; user and system, the scheduler's nanosecond count), in round pairs, on
+    # loads whose batching the machine's load cannot change: single PUSHes pipelined by
+    # the thousand on one connection (so the server reads and answers them by the hundred,
+    # and its CPU per job is the command's own cost, not a wake-up's) and PUSHB of 1,000.
+    # Wall-clock noise does not move these; each bound sits above the highest of 5 runs
+    # and below 1.25x their median (spreads: benchmarks/README.md).
+    {"name": "memory server CPU/job, pipelined single PUSH <= 0.58x a PUSHB job",
+     "figure": "memory pipelined PUSH vs PUSHB (server CPU)",
+     "by": "test_paired[memory pipelined PUSH vs PUSHB]", "max": 0.58,
+     "note": "the PUSH path's own cost (codec scan_push, the stored bytes, the reply): 5 runs "
+             "0.457 / 0.464 / 0.525 (1.25x median = 0.58); 2.3 with scan_push off"},
+    {"name": "memory server CPU/job, a PUSHB job <= 2.6x a pipelined single PUSH",
+     "figure": "memory pipelined PUSH vs PUSHB (server CPU)",
+     "by": "test_paired[memory pipelined PUSH vs PUSHB]", "min": 1 / 2.6,
+     "note": "the PUSHB path's cost per job, the same figure from the other side (0.385 = 1/2.6; "
+             "median / 1.25 = 0.371)"},
+    {"name": "durable server CPU/job, pipelined single PUSH <= 2.4x in-memory",
+     "figure": "durable pipelined PUSH vs memory (server CPU)",
+     "by": "test_paired[durable pipelined PUSH vs memory]", "max": 2.4,
+     "note": "what persisting a pushed job costs the server, SQLite writer included: 5 runs "
+             "1.90 / 2.08 / 2.24 (1.25x median = 2.61)"},
+    {"name": "durable server CPU/job, PUSHB <= 1.85x in-memory",
+     "figure": "durable pushb vs memory (server CPU)",
+     "by": "test_paired[durable pushb vs memory]", "max": 1.85,
+     "note": "5 runs 1.46 / 1.58 / 1.73 (1.25x median = 1.98)"},
+    {"name": "durable server CPU/job, PUSH from 20 tasks <= 2.15x in-memory",
+     "figure": "durable push vs memory (server CPU)",
+     "by": "test_paired[durable push vs memory]", "max": 2.15,
+     "note": "the group-commit case (its jobs/s ratio, above, is wall-clock): 5 runs "
+             "1.77 / 1.82 / 2.00 (1.25x median = 2.28)"},
     {"name": "memory 10-conn PUSH >= 0.9x 10-conn fetch+ack", "figure": "memory 10-conn PUSH vs 10-conn fetch+ack",
      "by": "test_paired[memory 10-conn PUSH vs 10-conn fetch+ack]", "min": 0.9,
      "note": "8 runs 1.32 / 1.55 / 1.92 (0.77 / 1.11 / 1.24 before the PUSH fast path; a CI run under load "
@@ -144,6 +192,24 @@ BENCHMARK_GATES = [
 
 # ----------------------------------------------------------------------------- plumbing
 
+#: ``FAKTORY_BENCH_INJECT=no-push-fast-path``: the server child processes start with
+#: ``benchmarks/inject`` first on their path, whose ``sitecustomize`` turns the single PUSH
+#: fast path off (see that module).  The gate tests (``tests/test_benchmark_gates.py``) check
+#: that the server CPU gates then fail, naming the figure.
+INJECT = os.environ.get("FAKTORY_BENCH_INJECT", "")
+
+
+def _inject_env() -> dict[str, str]:
+    if INJECT != "no-push-fast-path":
+        return {}
+    folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inject")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [folder, _PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
+
+
+
+#: the pipelined PUSH rounds' chunks of lines, by job count: (bytes, lines in it)
+_PIPE_CHUNKS: dict[int, list[tuple[bytes, int]]] = {}
+
 
 class Load:
     """One server (memory or durable) and a client on this process's own event loop."""
@@ -151,7 +217,7 @@ class Load:
     def __init__(self, mode: str, directory: str) -> None:
         self.mode = mode
         storage = os.path.join(directory, f"bench-{mode}.db") if mode == "durable" else None
-        self.server = ServerProcess(storage).start()
+        self.server = ServerProcess(storage, env=_inject_env()).start()
         self.loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
         self.client = Client(self.server.url, pool_size=CONCURRENCY)
         self.run(self._warm())
@@ -198,6 +264,37 @@ class Load:
             finally:
                 for c in conns:
                     c.close()
+        return lambda: self.run(work())
+
+    def prepare_push_pipe(self, n: int = JOBS) -> Callable[[], None]:
+        """Untimed: FLUSH, the PUSH lines encoded in chunks of ``BATCH``, one raw connection
+        handshaken.  Timed: each chunk written at once, its ``BATCH`` replies read, the next
+        chunk: the server reads and answers single PUSHes by the hundred, so its CPU per job
+        is the per-command cost of a PUSH (parse, store, reply), not the machine's wake-ups."""
+        self.run(self.client.flush())
+        if n not in _PIPE_CHUNKS:  # the same lines every round (the server was FLUSHed)
+            lines = [b"PUSH " + json.dumps(Job("BenchJob", i, "payload-string", queue=QUEUE).to_dict(),
+                                           separators=(",", ":")).encode() + b"\r\n" for i in range(n)]
+            _PIPE_CHUNKS[n] = [(b"".join(lines[i:i + BATCH]), len(lines[i:i + BATCH])) for i in range(0, n, BATCH)]
+        chunks = _PIPE_CHUNKS[n]
+
+        async def connect() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            reader, writer = await asyncio.open_connection(self.server.host, self.server.port)
+            assert (await reader.readline()).startswith(b"+HI")
+            writer.write(b'HELLO {"v":2}\r\n')
+            assert await reader.readline() == b"+OK\r\n"
+            return reader, writer
+        reader, writer = self.run(connect())
+
+        async def work() -> None:
+            try:
+                for chunk, count in chunks:
+                    writer.write(chunk)
+                    replies = await reader.readexactly(5 * count)
+                    assert replies == b"+OK\r\n" * count, replies[:200]
+            finally:
+                writer.write(b"END\r\n")
+                writer.close()
         return lambda: self.run(work())
 
     def prepare_fetch_ack10(self, n: int = JOBS) -> Callable[[], None]:
@@ -403,6 +500,8 @@ def _num(value: float | None) -> str:
 def _preparer(load: Load, name: str) -> Callable[[], Callable[[], None]]:
     if name == "push10":
         return load.prepare_push10
+    if name == "push_pipe":
+        return load.prepare_push_pipe
     if name == "fetch_ack10":
         return load.prepare_fetch_ack10
     return lambda: load.prepare(name)
@@ -518,6 +617,8 @@ def _round(load: Load, name: str, n: int = JOBS) -> tuple[float, tuple[float, fl
     be read."""
     if name == "push10":
         work = load.prepare_push10(n)
+    elif name == "push_pipe":
+        work = load.prepare_push_pipe(n)
     elif name == "fetch_ack10":
         work = load.prepare_fetch_ack10(n)
     else:
@@ -532,38 +633,46 @@ def _round(load: Load, name: str, n: int = JOBS) -> tuple[float, tuple[float, fl
     return n / wall, ((after[0] - cpu[0]) / n, (after[1] - cpu[1]) / n)
 
 
-def _rate(load: Load, name: str) -> float:
-    """jobs/s of one round of ``name`` on ``load`` (its untimed part done first)."""
-    return _round(load, name)[0]
-
-
-def _paired(first: tuple[Load, str], second: tuple[Load, str], pairs: int = PAIRS) -> list[float]:
-    """Per-pair ratios (jobs/s of ``first`` over ``second``) after a warm-up pair, the two
-    rounds of a pair back to back in alternating order."""
-    ratios = []
+def _paired(first: tuple[Load, str], second: tuple[Load, str], pairs: int = PAIRS,
+            n: int = JOBS) -> dict[str, list[float]]:
+    """Per-pair ratios after a warm-up pair, the two rounds of a pair back to back in
+    alternating order: ``speed`` (jobs/s of ``first`` over ``second``) and ``cpu`` (the
+    server process's CPU per job, all its threads, the durable server's SQLite writer
+    included, ``first`` over ``second``; empty where it cannot be read)."""
+    ratios: dict[str, list[float]] = {"speed": [], "cpu": []}
     for index in range(pairs + 1):
         if index % 2:
-            a = _rate(*first)
-            b = _rate(*second)
+            a = _round(*first, n)
+            b = _round(*second, n)
         else:
-            b = _rate(*second)
-            a = _rate(*first)
-        if index:
-            ratios.append(a / b)
+            b = _round(*second, n)
+            a = _round(*first, n)
+        if not index:
+            continue
+        ratios["speed"].append(a[0] / b[0])
+        if a[1] is not None and b[1] is not None:
+            ratios["cpu"].append(a[1][0] / b[1][0])
     return ratios
 
 
 @pytest.mark.parametrize("pair", list(PAIRED))
 def test_paired(benchmark, record_figure, loads, pair):
-    """One paired comparison of ``PAIRED``: its median ratio is what the gates read."""
+    """One paired comparison of ``PAIRED``: its median ratios are what the gates read:
+    jobs/s (figure ``pair``) and the server's CPU per job (``pair + " (server CPU)"``)."""
     (mode_a, load_a), (mode_b, load_b) = PAIRED[pair]
-    ratios: list[float] = []
+    ratios: dict[str, list[float]] = {}
     benchmark.group = "server: paired comparisons"
-    benchmark.pedantic(lambda: ratios.extend(_paired((loads(mode_a), load_a), (loads(mode_b), load_b))),
+    pairs = PAIRED_PAIRS.get(pair, PAIRS)
+    benchmark.pedantic(lambda: ratios.update(_paired((loads(mode_a), load_a), (loads(mode_b), load_b), pairs)),
                        rounds=1, iterations=1)
-    record_figure(pair, statistics.median(ratios))
-    benchmark.extra_info.update(ratios=[round(r, 3) for r in ratios], median=statistics.median(ratios))
-    _PAIRED_RESULTS[pair] = ratios
+    record_figure(pair, statistics.median(ratios["speed"]))
+    benchmark.extra_info.update(ratios=[round(r, 3) for r in ratios["speed"]],
+                                median=statistics.median(ratios["speed"]))
+    _PAIRED_RESULTS[pair] = ratios["speed"]
+    if ratios["cpu"]:
+        record_figure(pair + " (server CPU)", statistics.median(ratios["cpu"]))
+        benchmark.extra_info["cpu_ratios"] = [round(r, 3) for r in ratios["cpu"]]
+        _PAIRED_RESULTS[pair + " (server CPU)"] = ratios["cpu"]
 
 
 #: jobs per round of the CPU pairs: user CPU is counted in clock ticks (10 ms), so a round

@@ -78,3 +78,25 @@ def test_a_gate_whose_benchmark_does_not_exist_fails(tmp_path):
                            "-q", str(module)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1, proc.stdout
     assert "renamed gate | not measured, bound >= 1: no benchmark test_old[a] in bench_renamed" in proc.stdout
+
+
+def test_with_the_server_push_fast_path_off_the_server_cpu_gate_fails():
+    proc = run_benchmarks("benchmarks/bench_server.py", "-k", "pipelined and PUSHB",
+                          FAKTORY_BENCH_INJECT="no-push-fast-path")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    failed = failed_gates(proc.stdout)
+    name = next(n for n in failed if n.startswith("memory server CPU/job, pipelined single PUSH"))
+    figure = "memory pipelined PUSH vs PUSHB (server CPU)"
+    measured, bound = re.fullmatch(rf"{re.escape(figure)} = ([\d.]+), bound <= ([\d.]+)", failed[name]).groups()
+    assert float(measured) > float(bound)
+    # the gate on the same figure's other side (a PUSHB that costs more) still passes
+    assert not any(n.startswith("memory server CPU/job, a PUSHB job") for n in failed), failed
+
+
+def test_with_a_costlier_sync_push_the_sync_cpu_gate_fails():
+    proc = run_benchmarks("benchmarks/bench_sync.py", "-k", "push_cpu", FAKTORY_BENCH_INJECT="slow-sync-push")
+    assert proc.returncode == 1, proc.stdout[-3000:]
+    failed = failed_gates(proc.stdout)
+    name = next(n for n in failed if n.startswith("SyncClient.push: client CPU"))
+    measured, bound = re.fullmatch(r"sync push CPU ratio = ([\d.]+), bound <= ([\d.]+)", failed[name]).groups()
+    assert float(measured) > float(bound)
