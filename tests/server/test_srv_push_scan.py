@@ -330,8 +330,11 @@ def test_generated_plain_jobs_behave_as_the_general_path(line: bytes) -> None:
 def test_most_generated_plain_jobs_took_the_fast_path() -> None:
     if not _TAKEN["all"]:
         pytest.skip("test_generated_plain_jobs_behave_as_the_general_path did not run")
-    # a quarter is typical: the rest carry an odd value, an empty jobtype, a short jid...
-    assert _TAKEN["plain"] > _TAKEN["all"] // 10, _TAKEN
+    # a quarter is typical with random draws (the rest carry an odd value, an empty
+    # jobtype, a short jid...); under CI=true Hypothesis derandomizes, and its fixed draws
+    # take the fast path for about a tenth (192 and 198 of 2,000): the check is that the
+    # fast path is not silently bypassed, which would read 0
+    assert _TAKEN["plain"] > _TAKEN["all"] // 20, _TAKEN
 
 
 def test_mutated_common_lines_behave_as_the_general_path() -> None:
