@@ -947,14 +947,7 @@ class ServerConnection(asyncio.Protocol):
     def cmd_fail(self, line: bytes) -> bytes | None:
         if len(line) < 5:
             return INTERNAL
-        if len(line) > bigline.BIG_LINE and bigline.available():
-            self._start_work(line, self._sliced(line, 5, lambda kind, obj: self._fail_value(line, kind, obj)))
-            return None
-        try:
-            obj = gojson.loads(line[5:])
-        except gojson.JSONError:
-            return self._fail_value(line, "error", None)
-        return self._fail_value(line, "value", obj)
+        return self._json_command(line, 5, lambda kind, obj: self._fail_value(line, kind, obj))
 
     def _fail_value(self, line: bytes, kind: str, obj: Any) -> bytes:
         try:
@@ -966,6 +959,21 @@ class ServerConnection(asyncio.Protocol):
         error = self.store.fail(payload.get("jid", ""), payload.get("errtype", ""),
                                 payload.get("message", ""), payload.get("backtrace") or [])
         return OK if error is None else _err(error)
+
+    def _json_command(self, line: bytes, start: int,
+                      finish: Callable[[str, Any], bytes]) -> bytes | None:
+        """A command whose argument, from ``start``, is one JSON value: parsed in one call,
+        or a slice per step when the line is big (the reply then comes later: None);
+        ``finish(kind, obj)`` makes the reply of ``("value", the value)`` or
+        ``("error", Go's text)``."""
+        if len(line) > bigline.BIG_LINE and bigline.available():
+            self._start_work(line, self._sliced(line, start, finish))
+            return None
+        try:
+            obj = gojson.loads(line[start:])
+        except gojson.JSONError as exc:
+            return finish("error", str(exc))
+        return finish("value", obj)
 
     def _sliced(self, line: bytes, start: int,
                 finish: Callable[[str, Any], bytes]) -> Generator[None, None, bytes]:
@@ -985,14 +993,7 @@ class ServerConnection(asyncio.Protocol):
     def cmd_beat(self, line: bytes) -> bytes | None:
         if len(line) < 5:
             return INTERNAL
-        if len(line) > bigline.BIG_LINE and bigline.available():
-            self._start_work(line, self._sliced(line, 5, lambda kind, obj: self._beat_value(line, kind, obj)))
-            return None
-        try:
-            obj = gojson.loads(line[5:])
-        except gojson.JSONError:
-            return self._beat_value(line, "error", None)
-        return self._beat_value(line, "value", obj)
+        return self._json_command(line, 5, lambda kind, obj: self._beat_value(line, kind, obj))
 
     def _beat_value(self, line: bytes, kind: str, obj: Any) -> bytes:
         try:
@@ -1026,14 +1027,7 @@ class ServerConnection(asyncio.Protocol):
         sp = line.find(b" ")
         if sp < 0 or line.find(b" ", sp + 1) >= 0:  # not two words (without splitting a big line)
             return b"-ERR invalid format\r\n"
-        if len(line) > bigline.BIG_LINE and bigline.available():
-            self._start_work(line, self._sliced(line, sp + 1, self._mutate_value))
-            return None
-        try:
-            obj = gojson.loads(line[sp + 1:])
-        except gojson.JSONError as exc:
-            return _err(str(exc))
-        return self._mutate_value("value", obj)
+        return self._json_command(line, sp + 1, self._mutate_value)
 
     def _mutate_value(self, kind: str, obj: Any) -> bytes:
         try:
