@@ -25,7 +25,11 @@ def _jobs_line(n: int, queue: str = "bulk") -> bytes:
 
 
 def test_a_big_pushb_lets_other_connections_in_between() -> None:
-    n = 30_000
+    # Enough jobs that pushing the rest takes a good part of a second even on the fast path
+    # (a few µs a job): the INFO below must reach the server while the batch is still going,
+    # and a test thread held off the CPU for a while must not see it finished (30,000 jobs,
+    # about 70 ms of pushing since PUSHB took the fast path, once did).
+    n = 150_000
     with ServerThread() as st, Raw("127.0.0.1", st.port) as big, Raw("127.0.0.1", st.port) as other:
         big.hello()
         other.hello()
