@@ -746,12 +746,7 @@ class ServerConnection(asyncio.Protocol):
         ts = gojson.format_time(now)
         result: dict[str, str] = {}
         for job in jobs:  # (a client gone meanwhile: the jobs pushed so far stay, as below)
-            if job is None:
-                job = {}
-            if not job.get("created_at"):
-                job["created_at"] = ts
-            if job.get("retry") is None:
-                job["retry"] = 25
+            job = _pushb_defaults(job, ts)
             error = yield from self.store.push_steps(job, now, ts)
             if error is not None:
                 result[job.get("jid", "")] = error
@@ -838,12 +833,7 @@ class ServerConnection(asyncio.Protocol):
                 if error is not None:
                     result[job[0]] = error
                 continue
-            if job is None:
-                job = {}
-            if not job.get("created_at"):
-                job["created_at"] = ts
-            if job.get("retry") is None:
-                job["retry"] = 25
+            job = _pushb_defaults(job, ts)
             error = store.push(job, now, ts)
             if error is not None:
                 result[job.get("jid", "")] = error
@@ -1078,6 +1068,18 @@ _PUSHB_SLICE = 2000
 #: jobs of a big PUSHB decoded or pushed between two looks at the clock (a pass of the
 #: loop decodes or pushes them until ``slice_seconds`` are up)
 _PUSHB_STEP = 128
+
+
+def _pushb_defaults(job: dict[str, Any] | None, ts: str) -> dict[str, Any]:
+    """A decoded PUSHB element with what the server fills in: ``null`` is an empty job,
+    ``created_at`` the batch's stamp, ``retry`` 25."""
+    if job is None:
+        job = {}
+    if not job.get("created_at"):
+        job["created_at"] = ts
+    if job.get("retry") is None:
+        job["retry"] = 25
+    return job
 
 
 def _pushb_reply(result: dict[str, str]) -> bytes:
