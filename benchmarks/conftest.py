@@ -219,7 +219,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config):
+    # Outermost wrapper: the figures and the gate table come after pytest's own summaries
+    # (the "short test summary" lists every skipped test), so the last lines of a CI log
+    # say which gate failed.
+    yield
+    _write_gates(terminalreporter, config)
+
+
+def _write_gates(terminalreporter, config: pytest.Config) -> None:
     figures = [line for report in config.stash[_REPORTS_KEY] for line in (report() or ())]
     if figures:
         terminalreporter.section("benchmark figures")
