@@ -12,14 +12,15 @@ would, and to parse a valid payload in slices:
   run out of recursion from there on); at ``hard`` levels (beyond what Python's decoder
   can nest) the scan stops (``hard_stop``), unless an integer too long for ``int()``
   (``big_int_pos``, more than ``max_digits`` digits) came first;
-* ``big``: containers of at least ``chunk`` bytes (nested at most ``guard`` deep), as
+* ``big``: containers of at least ``chunk`` bytes (nested at most ``hard`` deep, and
+  65,536), as
   ``(start, end, key_start, parent_start)``: offsets of the opening and the closing
   bracket, of the key before it (-1 in an array, or at the top), of the container it is in
   (-1 at the top);
 * ``marks``: ``(container_start, comma)``: commas between the members of such a container,
   at least ``chunk`` bytes apart;
 * ``strings``: string values (not keys) of at least ``chunk`` bytes (nested at most
-  ``guard`` deep), as ``(start, end, key_start, parent_start)`` like ``big``: offsets of
+  ``hard`` deep), as ``(start, end, key_start, parent_start)`` like ``big``: offsets of
   the opening and the closing quote, of the key before it (-1 in an array or at the top),
   of the container it is in (-1 at the top).
 """
@@ -107,6 +108,7 @@ cdef class Scanner:
     cdef int lit_i
     cdef Py_ssize_t guard
     cdef Py_ssize_t hard
+    cdef Py_ssize_t track
     cdef Py_ssize_t max_digits
     cdef Py_ssize_t chunk
     cdef int64_t* starts
@@ -130,12 +132,15 @@ cdef class Scanner:
                   Py_ssize_t chunk):
         self.cap = 256
         self.stack = <unsigned char*>malloc(self.cap)
-        self.starts = <int64_t*>malloc((guard + 2) * 4 * sizeof(int64_t))
+        # levels whose containers, commas and strings are recorded: all up to the hard stop
+        # (a sliced decode has no recursion of its own), at most 65,536
+        self.track = min(max(guard, hard), 65536)
+        self.starts = <int64_t*>malloc((self.track + 2) * 4 * sizeof(int64_t))
         if self.stack is NULL or self.starts is NULL:
             raise MemoryError()
-        self.lastmark = self.starts + (guard + 2)
-        self.keystart = self.lastmark + (guard + 2)
-        self.ckey = self.keystart + (guard + 2)
+        self.lastmark = self.starts + (self.track + 2)
+        self.keystart = self.lastmark + (self.track + 2)
+        self.ckey = self.keystart + (self.track + 2)
         self.starts[0] = -1
         self.depth = 0
         self.state = S_VALUE
@@ -178,7 +183,8 @@ cdef class Scanner:
             if d >= self.hard and self.big_int_pos < 0:
                 self.hard_stop = True
                 return 1
-            return 0
+            if d > self.track:
+                return 0
         self.starts[d] = at
         self.lastmark[d] = at
         if d > 1 and self.stack[d - 2] == C_OBJ:
@@ -189,7 +195,7 @@ cdef class Scanner:
 
     cdef int _pop(self, Py_ssize_t at) except -1:
         cdef Py_ssize_t d = self.depth
-        if d <= self.guard and at - self.starts[d] >= self.chunk:
+        if d <= self.track and at - self.starts[d] >= self.chunk:
             self.big.append((self.starts[d], at, self.ckey[d], self.starts[d - 1] if d > 1 else -1))
         self.depth -= 1
         return 0
@@ -257,7 +263,7 @@ cdef class Scanner:
                     break
                 top = self.stack[self.depth - 1]
                 if c == 0x2C:
-                    if self.depth <= self.guard and i - self.lastmark[self.depth] >= self.chunk:
+                    if self.depth <= self.track and i - self.lastmark[self.depth] >= self.chunk:
                         self.marks.append((self.starts[self.depth], i))
                         self.lastmark[self.depth] = i
                     st = S_KEY if top == C_OBJ else S_VALUE
@@ -288,7 +294,7 @@ cdef class Scanner:
                         break
                 elif c == 0x22:
                     self.in_key = False
-                    self.str_start = i if self.depth <= self.guard else -1
+                    self.str_start = i if self.depth <= self.track else -1
                     st = S_STR
                 elif c == 0x2D:
                     self.num_start = i
@@ -345,7 +351,7 @@ cdef class Scanner:
                     self._pop(i)
                     st = S_END
                 elif c == 0x22:
-                    if self.depth <= self.guard:
+                    if self.depth <= self.track:
                         self.keystart[self.depth] = i
                     self.in_key = True
                     st = S_STR

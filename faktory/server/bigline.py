@@ -17,8 +17,11 @@ answered in between.
 
 What ``gojson.loads`` would do differently from Go (run out of recursion nested a
 thousand deep, refuse an integer of more than 4,300 digits) is decided from what the
-scanner saw, with the same result; where the scan cannot tell (nesting deeper than
-:data:`GUARD` before the end), the step is the plain ``gojson.loads`` in one go, as before.
+scanner saw, with the same result.  A malformed payload nested deeper than :data:`GUARD`
+gets Go's text for its error, which is also what ``gojson.loads`` gives unless Python's
+recursion runs out first; a valid one is decoded in steps like any other, the decoder's
+own recursion error read as Go's "exceeded max depth".  No path decodes a big payload in
+one call, however it is nested.
 
 Without the compiled scanner (a pure-Python installation) :func:`available` is false and the
 server parses big lines in one go, as before.
@@ -37,7 +40,7 @@ try:
 except ImportError:  # pragma: no cover - the pure-Python installation
     _jscan = None
 
-__all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list", "normalize_args", "dispose"]
+__all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list", "normalize_known", "dispose"]
 
 #: payloads over this many bytes are parsed by :func:`parse` (smaller ones take a few ms at most)
 BIG_LINE = 64 * 1024
@@ -50,6 +53,8 @@ CHUNK = 64 * 1024
 GUARD = 400
 #: list items normalised per step (:func:`normalize_list`)
 NORMALIZE_STEP = 2048
+#: values up to this cost (``gojson._cost``) are normalised in one call
+NORMALIZE_COST = 4096
 #: list items or dict members let go of per step (:func:`dispose`)
 DISPOSE_STEP = 8192
 #: containers up to this long are let go of with the run that holds them, in runs of
@@ -68,7 +73,7 @@ _WORDS = ("true", "false", "null")
 
 Outcome = tuple[str, Any]
 """``("value", obj)``: what ``gojson.loads`` returns; ``("error", text)``: the text of its
-``JSONError``; ``("legacy", None)``: call ``gojson.loads`` (the scan could not tell)."""
+``JSONError``."""
 
 
 def available() -> bool:
@@ -109,30 +114,32 @@ def parse(line: bytes, start: int) -> Generator[None, None, Outcome]:
     deep = scanner.guard_pos
     big_int = scanner.big_int_pos
     if scanner.error:
-        if deep >= 0 and (big_int < 0 or deep < big_int):
-            return ("legacy", None)  # may run out of recursion before the error, or not
+        # Go's text (Go's scanner goes 10,000 deep before "exceeded max depth"; this one
+        # stopped at the recursion limit, above)
         return ("error", _error_text(scanner))
     if big_int >= 0 and (deep < 0 or big_int < deep):
         return ("error", "invalid JSON")  # int() refuses it; Go's scanner finds no error
-    if deep >= 0:
-        return ("legacy", None)
     try:
-        value = yield from _build(line, start, scanner.big, scanner.marks, scanner.strings)
-    except (ValueError, RecursionError):  # pragma: no cover - the scan said it would not
-        return ("legacy", None)
+        value = yield from gojson.flat_steps(
+            _build(line, start, scanner.big, scanner.marks, scanner.strings))
+    except RecursionError:  # a member nested near the limit, decoded from deeper in the stack
+        return ("error", "exceeded max depth")
+    except ValueError:  # an integer int() refuses, after nesting deeper than GUARD
+        return ("error", "invalid JSON")
     return ("value", value)
 
 
 def _build(line: bytes, start: int, big: list[tuple[int, int, int, int]],
            marks: list[tuple[int, int]],
-           strings: list[tuple[int, int, int, int]]) -> Generator[None, None, Any]:
+           strings: list[tuple[int, int, int, int]]) -> Generator[Any, Any, Any]:
+    # run under gojson.flat_steps: a yielded generator is a call, its value sent back
     top = start
     while top < len(line) and line[top] in _WS:
         top += 1
     info = {rec[0]: rec for rec in big}
     if top not in info:
         if strings and strings[0][0] == top:  # one huge string
-            return (yield from _string(line, top, strings[0][1]))
+            return (yield _string(line, top, strings[0][1]))
         return gojson.decode_valid(line[start:])  # a number: one call
     children: dict[int, list[tuple[int, int, int, int]]] = {}
     for rec in big:
@@ -143,13 +150,13 @@ def _build(line: bytes, start: int, big: list[tuple[int, int, int, int]],
     cuts: dict[int, list[int]] = {}
     for container, comma in marks:
         cuts.setdefault(container, []).append(comma)
-    value = yield from _container(line, top, info, children, cuts)
+    value = yield _container(line, top, info, children, cuts)
     return value
 
 
 def _container(line: bytes, at: int, info: dict[int, tuple[int, int, int, int]],
                children: dict[int, list[tuple[int, int, int, int]]],
-               cuts: dict[int, list[int]]) -> Generator[None, None, Any]:
+               cuts: dict[int, list[int]]) -> Generator[Any, Any, Any]:
     end = info[at][1]
     is_obj = line[at] == 0x7B
     result: Any = {} if is_obj else []
@@ -165,9 +172,9 @@ def _container(line: bytes, at: int, info: dict[int, tuple[int, int, int, int]],
             pos = where + 1
             continue
         if line[child[0]] == 0x22:
-            value = yield from _string(line, child[0], child[1])
+            value = yield _string(line, child[0], child[1])
         else:
-            value = yield from _container(line, child[0], info, children, cuts)
+            value = yield _container(line, child[0], info, children, cuts)
         if is_obj:
             result[gojson.decode_valid(line[child[2]:child[0]].rstrip(_WS + b":"))] = value
         else:
@@ -221,33 +228,90 @@ def _members(result: Any, part: bytes, is_obj: bool) -> None:
         result.extend(gojson.decode_valid(b"[" + part + b"]"))
 
 
-def normalize_args(items: list[Any]) -> Generator[None, None, Any]:
-    """:func:`normalize_list`, or the exception it raised for a number float64 cannot hold
-    (what ``gojson.decode_job(..., args=(items, this))`` takes)."""
-    try:
-        return (yield from normalize_list(items))
-    except gojson._Overflow as exc:
-        return exc
+def normalize_known(obj: Any) -> Generator[None, None, dict[int, tuple[Any, Any]]]:
+    """The big lists and dicts among the fields of the decoded job ``obj`` (``args``,
+    ``custom``) normalised a step at a time: ``{id(value): (value, normalize_any(value), or
+    the exception it raised for a number float64 cannot hold)}``, what
+    ``gojson.decode_job(obj, errors, known)`` takes instead of normalising them in one call.
+    The pairs hold on to the values too: a field the decoded job replaces is not freed in
+    that call (freeing a million parsed floats takes a tenth of a second), but by the
+    caller's ``dispose`` of them."""
+    known: dict[int, tuple[Any, Any]] = {}
+    if type(obj) is dict:
+        for item in list(obj.values()):
+            t = type(item)
+            if (t is list or t is dict) and gojson._cost(item, NORMALIZE_COST) > NORMALIZE_COST:
+                try:
+                    known[id(item)] = (item, (yield from gojson.flat_steps(_normalize(item))))
+                except gojson._Overflow as exc:
+                    known[id(item)] = (item, exc)
+    return known
 
 
 def normalize_list(items: list[Any]) -> Generator[None, None, list[Any]]:
     """``gojson.normalize_any(items)`` (a list) a step at a time; raises what it raises."""
-    if len(items) <= NORMALIZE_STEP:
-        return gojson.normalize_any(items)  # type: ignore[no-any-return]
-    pieces = []
-    changed = False
-    for i in range(0, len(items), NORMALIZE_STEP):
-        piece = items[i:i + NORMALIZE_STEP]
-        new = gojson.normalize_any(piece)
-        changed = changed or new is not piece
-        pieces.append(new)
-        yield
-    if not changed:
-        return items
-    out: list[Any] = []
-    for piece in pieces:
-        out.extend(piece)
-    return out
+    return (yield from gojson.flat_steps(_normalize(items)))  # type: ignore[no-any-return]
+
+
+def _normalize(value: Any) -> Generator[Any, Any, Any]:
+    # gojson.normalize_any(value), under gojson.flat_steps: a run of members worth about
+    # NORMALIZE_COST per step, a big member (however deeply nested) by itself
+    t = type(value)
+    if (t is not list and t is not dict) or gojson._cost(value, NORMALIZE_COST) <= NORMALIZE_COST:
+        return gojson.normalize_any(value)
+    yield
+    if t is list:
+        pieces = []
+        changed = False
+        for i in range(0, len(value), NORMALIZE_STEP):
+            piece = value[i:i + NORMALIZE_STEP]
+            if gojson._piece_cost(piece, NORMALIZE_COST) <= NORMALIZE_COST:
+                new = gojson.normalize_any(piece)
+            else:
+                new = None
+                for j, item in enumerate(piece):
+                    ti = type(item)
+                    if (ti is list or ti is dict) and gojson._cost(item, NORMALIZE_COST) > NORMALIZE_COST:
+                        norm = yield _normalize(item)
+                    else:
+                        norm = gojson.normalize_any(item)
+                    if norm is not item or type(norm) is not type(item):
+                        if new is None:
+                            new = list(piece)
+                        new[j] = norm
+                if new is None:
+                    new = piece
+            changed = changed or new is not piece
+            pieces.append(new)
+            yield
+        if not changed:
+            return value
+        out: list[Any] = []
+        for piece in pieces:
+            out.extend(piece)
+        return out
+    keys = list(value)
+    order = sorted(keys)
+    changed = keys != order
+    items = {}
+    spent = 0
+    for k in order:
+        item = value[k]
+        ti = type(item)
+        if ti is list or ti is dict:
+            cost = gojson._cost(item, NORMALIZE_COST)
+            norm = (yield _normalize(item)) if cost > NORMALIZE_COST else gojson.normalize_any(item)
+            spent += cost
+        else:
+            norm = gojson.normalize_any(item)
+            spent += 1
+        if norm is not item or type(norm) is not type(item):
+            changed = True
+        items[k] = norm
+        if spent >= NORMALIZE_COST:
+            spent = 0
+            yield
+    return items if changed else value
 
 
 def dispose(*values: Any) -> Generator[None, None, None]:

@@ -633,15 +633,15 @@ def _field_for(schema: Schema, key: str) -> str | None:
 
 def decode_struct(value: Any, schema: Schema, errors: _Errors | None = None, *,
                   struct: str = "", path: str = "",
-                  known: tuple[Any, Any] | None = None) -> dict[str, Any] | None:
+                  known: dict[int, tuple[Any, Any]] | None = None) -> dict[str, Any] | None:
     """Decode a parsed JSON value into ``schema`` the Go way.
 
     Returns a dict of the fields present (JSON names as keys, normalised values), or
     ``None`` for JSON ``null``.  The first type error is left in ``errors.first``, or
     raised as :class:`JSONError` when no ``errors`` collector is given.
 
-    ``known``: ``(item, normalised)``, where a field's value is ``item`` (that very list or
-    dict), ``normalised`` is ``normalize_any(item)`` or the exception it raised.
+    ``known``: ``{id(item): (item, normalize_any(item) or the exception it raised)}`` for
+    field values (those very lists and dicts) the caller already normalised.
     """
     errs = errors if errors is not None else _Errors()
     if value is None:
@@ -669,7 +669,7 @@ _SKIP = object()
 
 
 def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _Errors,
-                  struct: str, path: str, known: tuple[Any, Any] | None = None) -> Any:
+                  struct: str, path: str, known: dict[int, tuple[Any, Any]] | None = None) -> Any:
     if item is None:
         # null: no effect on scalars; pointers, slices and maps become nil
         return None if kind in (PTR_INT, ANY_LIST, ANY_MAP, STR_LIST, STRUCT) else _SKIP
@@ -699,11 +699,7 @@ def _decode_field(item: Any, kind: int, gotype: str, sub: Schema | None, errs: _
             _type_error(errs, kind_of(item), struct, path, gotype)
             return _SKIP
         try:
-            if known is not None and known[0] is item:
-                if isinstance(known[1], _Overflow):
-                    raise known[1]
-                return known[1]
-            return normalize_any(item)
+            return _normalized(item, known)
         except _Overflow as exc:
             _type_error(errs, "number " + exc.args[0], struct, path, "float64")
             return _SKIP
@@ -881,30 +877,37 @@ _FLAT = frozenset((int, float, bool, type(None)))
 
 
 def _cost(value: Any, cap: int) -> int:
-    """What encoding ``value`` costs (see :data:`STEP_COST`), counted only until over ``cap``."""
+    """What encoding ``value`` costs (see :data:`STEP_COST`), counted only until over ``cap``.
+    A loop over a stack of member iterators, not recursion: a value nested a thousand deep
+    costs no Python frames."""
     t = type(value)
     if t is str:
         return 1 + (len(value) >> 4)
-    if t is list:
-        members: Any = value
-    elif t is dict:
-        members = value.items()
-    else:
+    if t is not list and t is not dict:
         return 1
     n = 1
-    for item in members:
-        if t is dict:
-            key, item = item
-            n += 1 + (len(key) >> 4) if type(key) is str else 1
-        ti = type(item)
-        if ti is str:
-            n += 1 + (len(item) >> 4)
-        elif ti is list or ti is dict:
-            n += _cost(item, cap - n)
+    stack: list[tuple[Any, bool]] = [(iter(value.items() if t is dict else value), t is dict)]
+    while stack:
+        members, is_dict = stack[-1]
+        for item in members:
+            if is_dict:
+                key, item = item
+                n += 1 + (len(key) >> 4) if type(key) is str else 1
+            ti = type(item)
+            if ti is str:
+                n += 1 + (len(item) >> 4)
+            elif ti is list or ti is dict:
+                n += 1
+                if n > cap:
+                    return n
+                stack.append((iter(item.items() if ti is dict else item), ti is dict))
+                break
+            else:
+                n += 1
+            if n > cap:
+                return n
         else:
-            n += 1
-        if n > cap:
-            break
+            stack.pop()
     return n
 
 
@@ -936,16 +939,54 @@ def encode_steps(obj: Any) -> Generator[None, None, bytes]:
     pieces join to what one call gives.  A string longer than :data:`STEP_CHARS` is
     encoded a run of characters at a time (its escaping is per character too)."""
     out: list[bytes] = []
-    yield from _encode_value(obj, out)
+    yield from flat_steps(_encode_value(obj, out))
     return b"".join(out)
 
 
-def _encode_value(value: Any, out: list[bytes]) -> Generator[None, None, None]:
+def flat_steps(work: Generator[Any, Any, Any]) -> Generator[None, None, Any]:
+    """Run a recursive step generator without recursion: where ``work`` (or a generator it
+    yields) would ``yield from child``, it yields ``child`` instead, and gets the child's
+    return value back from the yield (or its exception raised there); a bare ``yield`` is a
+    step.  The generators are kept on a list, so a value nested a thousand deep takes no
+    Python frames beyond this one (``yield from`` takes two per level, and Python's limit is
+    about a thousand)."""
+    stack = [work]
+    sent: Any = None
+    error: BaseException | None = None
+    while True:
+        top = stack[-1]
+        try:
+            if error is not None:
+                thrown, error = error, None
+                got = top.throw(thrown)
+            else:
+                got = top.send(sent)
+        except StopIteration as stop:
+            stack.pop()
+            if not stack:
+                return stop.value
+            sent = stop.value
+            continue
+        except BaseException as exc:
+            stack.pop()
+            if not stack:
+                raise
+            error = exc
+            continue
+        sent = None
+        if got is None:
+            yield
+        else:
+            stack.append(got)
+
+
+def _encode_value(value: Any, out: list[bytes]) -> Generator[Any, None, None]:
     t = type(value)
+    # (under flat_steps: a yielded generator is a call)
     if t is list:
-        yield from _encode_members(value, False, out)
+        yield _encode_members(value, False, out)
     elif t is dict:
-        yield from _encode_members(value, True, out)
+        yield _encode_members(value, True, out)
     elif t is str and len(value) > STEP_CHARS and not value.startswith(_TOKEN):  # (a number: whole)
         out.append(b'"')
         for i in range(0, len(value), STEP_CHARS):
@@ -956,11 +997,12 @@ def _encode_value(value: Any, out: list[bytes]) -> Generator[None, None, None]:
         out.append(_finish(_dump(value)))
 
 
-def _encode_members(value: Any, is_dict: bool, out: list[bytes]) -> Generator[None, None, None]:
+def _encode_members(value: Any, is_dict: bool, out: list[bytes]) -> Generator[Any, None, None]:
     if _cost(value, STEP_COST) <= STEP_COST:
         out.append(_finish(_dump(value)))
         return
     out.append(b"{" if is_dict else b"[")
+    yield  # the cost counted so far: a step for each level of a deeply nested value
     sep = b""  # what comes before the next member
     group: list[Any] = []
     spent = 0
@@ -1011,9 +1053,9 @@ def _encode_members(value: Any, is_dict: bool, out: list[bytes]) -> Generator[No
             out.append(sep)
             sep = b","
             if is_dict:
-                yield from _encode_value(member[0], out)
+                yield _encode_value(member[0], out)
                 out.append(b":")
-            yield from _encode_value(item, out)
+            yield _encode_value(item, out)
             yield
     flush()
     out.append(b"}" if is_dict else b"]")
@@ -1221,13 +1263,14 @@ _JOB_INT = frozenset(("retry", "reserve_for", "backtrace"))
 _INT64 = 1 << 63
 
 
-def fast_job(value: Any, args: list[Any] | None = None) -> dict[str, Any] | None:
+def fast_job(value: Any, known: dict[int, tuple[Any, Any]] | None = None) -> dict[str, Any] | None:
     """``decode_struct(value, JOB)`` for the common payload (exact field names, strings
     where strings go, plain integers, an ``args`` list, a ``custom`` object), or ``None``
     when ``value`` is anything else: then :func:`decode_job` gives the result.
 
-    ``args``: ``normalize_any(value["args"])`` when the caller already has it (worked out a
-    slice at a time for a huge list)."""
+    ``known``: ``{id(v): (v, normalize_any(v) or the exception it raised)}`` for field
+    values ``v`` the caller already normalised (a slice at a time, for a huge job:
+    ``bigline.normalize_known``)."""
     if type(value) is not dict:
         return None
     for key, item in value.items():
@@ -1244,31 +1287,41 @@ def fast_job(value: Any, args: list[Any] | None = None) -> dict[str, Any] | None
         elif key != "custom" or t is not dict:
             return None
     try:
+        args = value.get("args")
         if args is not None:
-            value["args"] = args
-        else:
-            args = value.get("args")
-            if args is not None:
-                value["args"] = normalize_any(args)
+            args = _normalized(args, known)
         custom = value.get("custom")
         if custom is not None:
-            value["custom"] = normalize_any(custom)
+            custom = _normalized(custom, known)
     except _Overflow:
         return None  # the general path reports it
+    if args is not None:
+        value["args"] = args
+    if custom is not None:
+        value["custom"] = custom
     return value
 
 
-def decode_job(value: Any, errors: _Errors, args: tuple[Any, Any] | None = None) -> dict[str, Any] | None:
+def _normalized(item: Any, known: dict[int, tuple[Any, Any]] | None) -> Any:
+    # normalize_any(item), or what the caller worked out for that very object before
+    if known:
+        pair = known.get(id(item))
+        if pair is not None and pair[0] is item:
+            if isinstance(pair[1], _Overflow):
+                raise pair[1]
+            return pair[1]
+    return normalize_any(item)
+
+
+def decode_job(value: Any, errors: _Errors, known: dict[int, tuple[Any, Any]] | None = None) -> dict[str, Any] | None:
     """``decode_struct(value, JOB, errors)`` with :func:`fast_job`'s fast path for the
     common payload.  Anything else takes the general path (same result).
 
-    ``args``: ``(value["args"], normalize_any(value["args"]) or the exception it raised)``
-    when the caller already has it (worked out a slice at a time for a huge list)."""
-    if args is None or not isinstance(args[1], _Overflow):  # (else fast_job gives None)
-        job = fast_job(value, None if args is None else args[1])
-        if job is not None:
-            return job
-    return decode_struct(value, JOB, errors, known=args)
+    ``known``: field values already normalised, as for :func:`fast_job`."""
+    job = fast_job(value, known)
+    if job is not None:
+        return job
+    return decode_struct(value, JOB, errors, known=known)
 
 
 def errors() -> _Errors:

@@ -52,6 +52,14 @@ INTERNAL = b"-ERR internal error\r\n"
 _BEAT_REPLY = {QUIET: b'$17\r\n{"state":"quiet"}\r\n', TERMINATE: b'$21\r\n{"state":"terminate"}\r\n'}
 
 
+def _too_deep(size: int) -> bytes:
+    # A payload nested so deep that Python's recursion ran out on it (in a decoder, an
+    # encoder or a normaliser; Go nests 10,000 deep): refused as Go refuses what is deeper,
+    # not as an internal error with a thousand-frame traceback.
+    log.warning("refused a %d-byte command nested deeper than this server can decode", size)
+    return b"-ERR invalid JSON: exceeded max depth\r\n"
+
+
 def _err(message: str) -> bytes:
     try:
         data = message.encode("utf-8")
@@ -500,6 +508,10 @@ class ServerConnection(asyncio.Protocol):
             if done.value is not None:
                 self._finish_blocked(done.value)
             return
+        except RecursionError:
+            self._drop_work()
+            self._finish_blocked(_too_deep(self._held))
+            return
         except Exception:  # the real server recovers panics the same way
             log.exception("internal error while handling a %d-byte line", self._held)
             self._drop_work()
@@ -606,6 +618,8 @@ class ServerConnection(asyncio.Protocol):
         srv.command_count += 1
         try:
             return handler(self, line)
+        except RecursionError:
+            return _too_deep(len(line))
         except Exception:  # the real server recovers panics the same way
             log.exception("internal error while handling %r", line[:200])
             return INTERNAL
@@ -640,22 +654,15 @@ class ServerConnection(asyncio.Protocol):
         kind, obj = yield from bigline.parse(line, start)
         if kind == "error":
             return None, _err(f"invalid JSON: {obj}")
-        if kind == "legacy":
-            try:
-                obj = gojson.loads(line[start:])
-            except gojson.JSONError as exc:
-                return None, _err(f"invalid JSON: {exc}")
         return obj, None
 
     def _push_sliced(self, line: bytes) -> Generator[None, None, bytes]:
         obj, error = yield from self._parse_sliced(line, 5)
         if error is not None:
             return error
-        args: tuple[Any, Any] | None = None
-        if type(obj) is dict and type(obj.get("args")) is list:
-            # the args of a huge job normalised in steps (for the fast and the general path)
-            args = (obj["args"], (yield from bigline.normalize_args(obj["args"])))
-        job = self._job_of(obj, args)
+        # the big fields of a huge job normalised in steps (for the fast and the general path)
+        known = yield from bigline.normalize_known(obj)
+        job = self._job_of(obj, known)
         if isinstance(job, bytes):
             reply = job
         else:
@@ -663,25 +670,23 @@ class ServerConnection(asyncio.Protocol):
             error_text = yield from self.store.push_steps(job)
             reply = OK if error_text is None else _err(error_text)
         del job
-        self.srv.dispose_later(obj, *(args or ()))
+        self.srv.dispose_later(obj, *(v for pair in known.values() for v in pair))
         return reply
 
-    def _push_obj(self, obj: Any, args: tuple[Any, Any] | None = None) -> bytes:
-        job = self._job_of(obj, args)
+    def _push_obj(self, obj: Any) -> bytes:
+        job = self._job_of(obj, None)
         if isinstance(job, bytes):
             return job
         error = self.store.push(job)
         return OK if error is None else _err(error)
 
     @staticmethod
-    def _job_of(obj: Any, args: tuple[Any, Any] | None) -> dict[str, Any] | bytes:
+    def _job_of(obj: Any, known: dict[int, tuple[Any, Any]] | None) -> dict[str, Any] | bytes:
         # the decoded job (retry defaulted) a PUSH pushes, or its -ERR reply
-        job = None
-        if args is None or not isinstance(args[1], Exception):  # (an overflow: fast_job gives None)
-            job = gojson.fast_job(obj, None if args is None else args[1])
+        job = gojson.fast_job(obj, known)
         if job is None:
             errs = gojson.errors()
-            job = gojson.decode_job(obj, errs, args)
+            job = gojson.decode_struct(obj, gojson.JOB, errs, known=known)
             if errs.first is not None:
                 return _err(f"invalid JSON: {errs.first}")
             if job is None:
@@ -733,14 +738,14 @@ class ServerConnection(asyncio.Protocol):
     def _pushb_huge(self, obj: list[Any]) -> Generator[None, None, bytes]:
         errs = gojson.errors()
         jobs = []
+        held: list[Any] = []  # the normalised fields' originals: freed by dispose_later
         for item in obj:  # all decoded first: a type error anywhere refuses the whole command
-            args: tuple[Any, Any] | None = None
-            if type(item) is dict and type(item.get("args")) is list:
-                args = (item["args"], (yield from bigline.normalize_args(item["args"])))
-            jobs.append(gojson.decode_job(item, errs, args))
+            known = yield from bigline.normalize_known(item)
+            jobs.append(gojson.decode_job(item, errs, known))
+            held.extend(v for pair in known.values() for v in pair)
             yield
             if errs.first is not None:
-                self.srv.dispose_later(jobs, obj)
+                self.srv.dispose_later(jobs, obj, held)
                 return _err(f"invalid JSON: {errs.first}")
         now = self.store.clock.now()
         ts = gojson.format_time(now)
@@ -751,7 +756,7 @@ class ServerConnection(asyncio.Protocol):
             if error is not None:
                 result[job.get("jid", "")] = error
         del job
-        self.srv.dispose_later(jobs, obj)
+        self.srv.dispose_later(jobs, obj, held)
         return _pushb_reply(result)
 
     def _pushb_obj(self, obj: Any, now: float, ts: str, scanned: list[Any]) -> bytes | None:
@@ -970,11 +975,6 @@ class ServerConnection(asyncio.Protocol):
         """A big line's command: its JSON from ``start`` parsed a slice per step, then
         ``finish(kind, obj)``: ``("value", the value)`` or ``("error", Go's text)``."""
         kind, obj = yield from bigline.parse(line, start)
-        if kind == "legacy":
-            try:
-                kind, obj = "value", gojson.loads(line[start:])
-            except gojson.JSONError as exc:
-                kind, obj = "error", str(exc)
         reply = finish(kind, obj)
         if kind == "value":
             self.srv.dispose_later(obj)
