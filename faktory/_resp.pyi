@@ -6,9 +6,10 @@ from faktory._const import NEED_DATA as NEED_DATA
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
            "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
-           "scan_pushb", "format_stamp"]
+           "scan_pushb", "format_stamp", "PUSHB_ELEMENT_MAX"]
 
 IMPLEMENTATION: str  # "cython" or "python"
+PUSHB_ELEMENT_MAX: int  # the longest PUSHB element scan_pushb takes (bytes)
 
 # A compiled extension type: it cannot be subclassed (stubtest checks that the stub says so).
 @final

@@ -54,7 +54,7 @@ cdef extern from "Python.h":
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
            "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
-           "scan_pushb", "format_stamp"]
+           "scan_pushb", "format_stamp", "PUSHB_ELEMENT_MAX"]
 
 IMPLEMENTATION = "cython"
 
@@ -1315,6 +1315,11 @@ def scan_push(data, Py_ssize_t start, ts):
     return job
 
 
+#: the longest PUSHB element the fast path takes (bytes): scanning one costs up to some
+#: 30 ms; a longer one (a huge job) goes to the server's general path, in steps
+PUSHB_ELEMENT_MAX = 256 * 1024
+
+
 def scan_pushb(data, Py_ssize_t start, ts, Py_ssize_t limit):
     """The embedded server's PUSHB fast path, a run of elements per call: ``data[start]``
     is the ``[`` that opens a PUSHB command's array, or the ``,`` after the last element
@@ -1323,9 +1328,11 @@ def scan_pushb(data, Py_ssize_t start, ts, Py_ssize_t limit):
     ``(jid, queue, reserve_for, payload)`` of each element scanned, ``next`` ``len(data)``
     when the array (and the line) ended after them, the offset of the ``,`` to go on from,
     or -1 when the element after them does not qualify (or anything else does not: the
-    general path decides the whole command then)."""
+    general path decides the whole command then).  An element of
+    ``PUSHB_ELEMENT_MAX`` bytes or more does not qualify: a huge job is the general path's, which
+    works through it in steps."""
     cdef const unsigned char* p
-    cdef Py_ssize_t n, i, stop
+    cdef Py_ssize_t n, i, stop, bound
     cdef const char* tsp
     cdef Py_ssize_t ts_len
     cdef list jobs = []
@@ -1342,8 +1349,9 @@ def scan_pushb(data, Py_ssize_t start, ts, Py_ssize_t limit):
         return jobs, (n if i + 1 == n else -1)  # []
     while True:
         stop = -1
-        job = _scan_job(p, n, i, tsp, ts_len, &stop)
-        if job is None or stop >= n:
+        bound = n if n - i <= PUSHB_ELEMENT_MAX else i + PUSHB_ELEMENT_MAX
+        job = _scan_job(p, bound, i, tsp, ts_len, &stop)
+        if job is None or stop >= bound:
             return jobs, -1
         jobs.append(job)
         i = stop

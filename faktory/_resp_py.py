@@ -17,7 +17,7 @@ from faktory.errors import ProtocolError, server_error
 
 __all__ = ["IMPLEMENTATION", "NEED_DATA", "Reader", "dumps", "pack_command", "pack_json",
            "pack_fetch", "pack_ack", "pack_push", "pack_pushb", "scan_push",
-           "scan_pushb", "format_stamp"]
+           "scan_pushb", "format_stamp", "PUSHB_ELEMENT_MAX"]
 
 IMPLEMENTATION = "python"
 
@@ -522,6 +522,11 @@ def scan_push(data: bytes, start: int, ts: bytes) -> tuple[str, str, int, bytes]
     return scanned[0]
 
 
+#: the longest PUSHB element the fast path takes (bytes): a longer one (a huge job) goes to
+#: the server's general path, in steps
+PUSHB_ELEMENT_MAX = 256 * 1024
+
+
 def scan_pushb(data: bytes, start: int, ts: bytes,
                limit: int) -> tuple[list[tuple[str, str, int, bytes]], int]:
     """The embedded server's PUSHB fast path, a run of elements per call: ``data[start]``
@@ -531,7 +536,9 @@ def scan_pushb(data: bytes, start: int, ts: bytes,
     ``(jid, queue, reserve_for, payload)`` of each element scanned, ``next`` ``len(data)``
     when the array (and the line) ended after them, the offset of the ``,`` to go on from,
     or -1 when the element after them does not qualify (or anything else does not: the
-    general path decides the whole command then)."""
+    general path decides the whole command then).  An element of
+    ``PUSHB_ELEMENT_MAX`` bytes or more does not qualify: a huge job is the general path's, which
+    works through it in steps."""
     jobs: list[tuple[str, str, int, bytes]] = []
     if type(data) is not bytes or type(ts) is not bytes:
         return jobs, -1
@@ -542,8 +549,9 @@ def scan_pushb(data: bytes, start: int, ts: bytes,
     if data[start] == 0x5B and data[i] == 0x5D:
         return jobs, (n if i + 1 == n else -1)  # []
     while True:
-        scanned = _scan_job(data, i, n, ts)
-        if scanned is None or scanned[1] >= n:
+        bound = n if n - i <= PUSHB_ELEMENT_MAX else i + PUSHB_ELEMENT_MAX
+        scanned = _scan_job(data, i, bound, ts)
+        if scanned is None or scanned[1] >= bound:
             return jobs, -1
         jobs.append(scanned[0])
         i = scanned[1]

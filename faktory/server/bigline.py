@@ -241,10 +241,16 @@ def normalize_known(obj: Any) -> Generator[None, None, dict[int, tuple[Any, Any]
         for item in list(obj.values()):
             t = type(item)
             if (t is list or t is dict) and gojson._cost(item, NORMALIZE_COST) > NORMALIZE_COST:
+                inner: list[tuple[Any, Any]] = []
                 try:
-                    known[id(item)] = (item, (yield from gojson.flat_steps(_normalize(item))))
+                    known[id(item)] = (item, (yield from gojson.flat_steps(_normalize(item, inner))))
                 except gojson._Overflow as exc:
                     known[id(item)] = (item, exc)
+                # the big containers inside it too (and what they became): handed to dispose
+                # by themselves, they are emptied in steps, not freed with the small list
+                # around them in one call
+                for pair in inner:
+                    known.setdefault(id(pair[0]), pair)
     return known
 
 
@@ -253,12 +259,21 @@ def normalize_list(items: list[Any]) -> Generator[None, None, list[Any]]:
     return (yield from gojson.flat_steps(_normalize(items)))  # type: ignore[no-any-return]
 
 
-def _normalize(value: Any) -> Generator[Any, Any, Any]:
+def _normalize(value: Any, big: list[tuple[Any, Any]] | None = None) -> Generator[Any, Any, Any]:
     # gojson.normalize_any(value), under gojson.flat_steps: a run of members worth about
-    # NORMALIZE_COST per step, a big member (however deeply nested) by itself
+    # NORMALIZE_COST per step, a big member (however deeply nested) by itself; ``big`` gets
+    # (container, its normalised value) of each big container on the way
     t = type(value)
     if (t is not list and t is not dict) or gojson._cost(value, NORMALIZE_COST) <= NORMALIZE_COST:
         return gojson.normalize_any(value)
+    result = yield _normalize_big(value, big)
+    if big is not None:
+        big.append((value, result))
+    return result
+
+
+def _normalize_big(value: Any, big: list[tuple[Any, Any]] | None) -> Generator[Any, Any, Any]:
+    t = type(value)
     yield
     if t is list:
         pieces = []
@@ -272,7 +287,7 @@ def _normalize(value: Any) -> Generator[Any, Any, Any]:
                 for j, item in enumerate(piece):
                     ti = type(item)
                     if (ti is list or ti is dict) and gojson._cost(item, NORMALIZE_COST) > NORMALIZE_COST:
-                        norm = yield _normalize(item)
+                        norm = yield _normalize(item, big)
                     else:
                         norm = gojson.normalize_any(item)
                     if norm is not item or type(norm) is not type(item):
@@ -300,7 +315,7 @@ def _normalize(value: Any) -> Generator[Any, Any, Any]:
         ti = type(item)
         if ti is list or ti is dict:
             cost = gojson._cost(item, NORMALIZE_COST)
-            norm = (yield _normalize(item)) if cost > NORMALIZE_COST else gojson.normalize_any(item)
+            norm = (yield _normalize(item, big)) if cost > NORMALIZE_COST else gojson.normalize_any(item)
             spent += cost
         else:
             norm = gojson.normalize_any(item)

@@ -1377,7 +1377,8 @@ def marshal_job(job: dict[str, Any]) -> bytes:
 
 
 def reparse_job(payload: bytes) -> dict[str, Any]:
-    """Decode a payload this server produced (trusted: no Go error emulation needed)."""
-    job: dict[str, Any] = json.loads(payload, parse_float=GoFloat)
+    """Decode a payload this server produced (trusted: no Go error emulation needed), as a
+    command's JSON is decoded: an ``-0`` in ``args`` stays ``-0`` when it is written back."""
+    job: dict[str, Any] = decode_valid(payload)
     return job
 

@@ -52,6 +52,22 @@ INTERNAL = b"-ERR internal error\r\n"
 _BEAT_REPLY = {QUIET: b'$17\r\n{"state":"quiet"}\r\n', TERMINATE: b'$21\r\n{"state":"terminate"}\r\n'}
 
 
+#: a decoded job costing more than this (``gojson._cost``) to normalise or encode is pushed
+#: in steps (a tenth of a 10 MB line; the cost of a few hundred kilobytes of numbers)
+_HUGE_JOB_COST = 16384
+
+
+def _has_huge_job(jobs: list[Any]) -> Generator[None, None, bool]:
+    # whether any element of a decoded PUSHB is a huge job, a run of elements per step
+    cost = gojson._cost
+    for i in range(0, len(jobs), 1024):
+        for item in jobs[i:i + 1024]:
+            if cost(item, _HUGE_JOB_COST) > _HUGE_JOB_COST:
+                return True
+        yield
+    return False
+
+
 def _too_deep(size: int) -> bytes:
     # A payload nested so deep that Python's recursion ran out on it (in a decoder, an
     # encoder or a normaliser; Go nests 10,000 deep): refused as Go refuses what is deeper,
@@ -730,8 +746,10 @@ class ServerConnection(asyncio.Protocol):
         obj, error = yield from self._parse_sliced(line, 6)
         if error is not None:
             return error
-        if type(obj) is list and obj and len(line) // len(obj) > bigline.BIG_LINE:
-            # a few huge jobs: each normalised and encoded in steps, as a big PUSH's
+        if type(obj) is list and obj and (len(line) // len(obj) > bigline.BIG_LINE
+                                          or (yield from _has_huge_job(obj))):
+            # a few huge jobs, or one among many small ones: each normalised and encoded in
+            # steps, as a big PUSH's
             return (yield from self._pushb_huge(obj))
         return self._pushb_obj(obj, now, ts, scanned)
 
@@ -755,6 +773,7 @@ class ServerConnection(asyncio.Protocol):
             error = yield from self.store.push_steps(job, now, ts)
             if error is not None:
                 result[job.get("jid", "")] = error
+            yield  # (a small job's push takes no step of its own)
         del job
         self.srv.dispose_later(jobs, obj, held)
         return _pushb_reply(result)
@@ -944,38 +963,52 @@ class ServerConnection(asyncio.Protocol):
             return INTERNAL
         return self._json_command(line, 5, lambda kind, obj: self._fail_value(line, kind, obj))
 
-    def _fail_value(self, line: bytes, kind: str, obj: Any) -> bytes:
+    def _fail_value(self, line: bytes, kind: str, obj: Any) -> bytes | Generator[None, None, bytes]:
         try:
             if kind != "value":
                 raise gojson.JSONError(obj)
             payload = gojson.decode_struct(obj, gojson.FAIL_PAYLOAD) or {}
         except gojson.JSONError:
             return b"-ERR invalid FAIL " + line[5:] + b"\r\n"
-        error = self.store.fail(payload.get("jid", ""), payload.get("errtype", ""),
-                                payload.get("message", ""), payload.get("backtrace") or [])
+        args = (payload.get("jid", ""), payload.get("errtype", ""), payload.get("message", ""),
+                payload.get("backtrace") or [])
+        if self.store.fail_payload_size(args[0]) > bigline.BIG_LINE:
+            return self._fail_steps(args)  # a huge job re-encoded: a step at a time
+        error = self.store.fail(*args)
+        return OK if error is None else _err(error)
+
+    def _fail_steps(self, args: tuple[str, str, str, list[str]]) -> Generator[None, None, bytes]:
+        error = yield from self.store.fail_steps(*args)
         return OK if error is None else _err(error)
 
     def _json_command(self, line: bytes, start: int,
-                      finish: Callable[[str, Any], bytes]) -> bytes | None:
+                      finish: Callable[[str, Any], bytes | Generator[None, None, bytes]]) -> bytes | None:
         """A command whose argument, from ``start``, is one JSON value: parsed in one call,
         or a slice per step when the line is big (the reply then comes later: None);
         ``finish(kind, obj)`` makes the reply of ``("value", the value)`` or
-        ``("error", Go's text)``."""
+        ``("error", Go's text)``, or a generator of it to run a step at a time."""
         if len(line) > bigline.BIG_LINE and bigline.available():
             self._start_work(line, self._sliced(line, start, finish))
             return None
         try:
             obj = gojson.loads(line[start:])
         except gojson.JSONError as exc:
-            return finish("error", str(exc))
-        return finish("value", obj)
+            reply = finish("error", str(exc))
+        else:
+            reply = finish("value", obj)
+        if isinstance(reply, bytes):
+            return reply
+        self._start_work(line, reply)
+        return None
 
     def _sliced(self, line: bytes, start: int,
-                finish: Callable[[str, Any], bytes]) -> Generator[None, None, bytes]:
+                finish: Callable[[str, Any], bytes | Generator[None, None, bytes]]) -> Generator[None, None, bytes]:
         """A big line's command: its JSON from ``start`` parsed a slice per step, then
         ``finish(kind, obj)``: ``("value", the value)`` or ``("error", Go's text)``."""
         kind, obj = yield from bigline.parse(line, start)
         reply = finish(kind, obj)
+        if not isinstance(reply, bytes):
+            reply = yield from reply
         if kind == "value":
             self.srv.dispose_later(obj)
         return reply

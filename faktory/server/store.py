@@ -495,27 +495,66 @@ class Store:
         """FAIL of a reserved job: ``None`` or the error text (``Job not found <jid>``)."""
         if not jid:
             return "missing JID"
-        errtype = errtype.strip(_GO_WS)
-        message = message.strip(_GO_WS)
-        errtype = _truncate(errtype, 100) if errtype else "unknown"
-        message = _truncate(message, 1000) if message else "unknown"
+        errtype, message = _failure_texts(errtype, message)
         return self._process_failure(jid, errtype, message, backtrace[:50], None)
+
+    def fail_payload_size(self, jid: str) -> int:
+        """The size of the stored job a FAIL of ``jid`` would re-encode (0: none reserved)."""
+        res = self.reservations.get(jid)
+        return 0 if res is None else len(res.payload)
+
+    def fail_steps(self, jid: str, errtype: str, message: str,
+                   backtrace: list[str]) -> Generator[None, None, str | None]:
+        """:meth:`fail` for a huge reserved job, its payload decoded, normalised and
+        re-encoded a step at a time (``faktory.server.bigline``) while it stays reserved;
+        the failure is recorded in the last step, all at once, as :meth:`fail` records it.
+        A caller that stops in between leaves the job reserved, as before the FAIL; one whose
+        job was ACKed, failed or reaped meanwhile gets what :meth:`fail` says then."""
+        from faktory.server import bigline  # (bigline imports nothing of the store)
+        if not jid:
+            return "missing JID"
+        errtype, message = _failure_texts(errtype, message)
+        backtrace = backtrace[:50]
+        res = self.reservations.get(jid)
+        if res is None or not bigline.available():
+            return self._process_failure(jid, errtype, message, backtrace, None)
+        payload = res.payload
+        kind, job = yield from bigline.parse(payload, 0)
+        if kind != "value" or type(job) is not dict:  # (not this server's payload)
+            return self._process_failure(jid, errtype, message, backtrace, None)
+        known = yield from bigline.normalize_known(job)
+        for key in ("args", "custom"):
+            pair = known.get(id(job.get(key)))
+            if pair is not None and not isinstance(pair[1], Exception):
+                job[key] = pair[1]
+        plan = self._failure_plan(job, errtype, message, backtrace, self.clock.now())
+        encoded = None if plan is None else (yield from gojson.encode_steps(gojson.job_object(job)))
+        yield from bigline.dispose(job, *(v for pair in known.values() for v in pair))
+        if self.reservations.get(jid) is not res or res.payload is not payload:
+            return self._process_failure(jid, errtype, message, backtrace, None)
+        return self._commit_failure(jid, res, None, plan, encoded)
 
     def _process_failure(self, jid: str, errtype: str, message: str, backtrace: list[str],
                          expired: JobRecord | None) -> str | None:
-        res = self.reservations.pop(jid, None)
+        res = self.reservations.get(jid)
         if res is None:
             return f"Job not found {jid}"
-        if expired is None:
-            if self.working.pop(res.rid, None) is None:
-                return None  # its working entry is gone (FLUSH): nothing more happens
-        now = self.clock.now()
-        self.failures += 1
-        self.processed += 1
-        self.persist.counters(self.processed, self.failures)
-        # the record that carries the job on, unless it still holds a working entry
-        owned = res if res.rid not in self.working else None
+        if expired is None and res.rid not in self.working:
+            self.reservations.pop(jid)
+            return None  # its working entry is gone (FLUSH): nothing more happens
         job = gojson.reparse_job(res.payload)
+        plan = self._failure_plan(job, errtype, message, backtrace, self.clock.now())
+        if plan is not None:
+            job["args"] = gojson.normalize_any(job.get("args"))
+            if job.get("custom") is not None:
+                job["custom"] = gojson.normalize_any(job["custom"])
+        return self._commit_failure(jid, res, expired, plan,
+                                    None if plan is None else gojson.marshal_job(job))
+
+    def _failure_plan(self, job: dict[str, Any], errtype: str, message: str, backtrace: list[str],
+                      now: float) -> tuple[SortedSet, float] | None:
+        # the job's failure recorded in ``job`` (decoded), and where it goes: (the retries
+        # or the dead set, its score), or None when it has no retry (it is gone)
         failure = job.get("failure")
         retry = job.get("retry")
         if failure is not None:
@@ -533,21 +572,32 @@ class Store:
                 "message": message, "errtype": errtype, "backtrace": backtrace,
             }
         if not retry:
+            return None  # no retry, no death
+        if failure["retry_count"] < retry:
+            when = now + next_retry_delay(failure["retry_count"], self.rand)
+            failure["next_at"] = gojson.format_time(when)
+            return self.retries, when
+        return self.dead, now + DEAD_TTL
+
+    def _commit_failure(self, jid: str, res: JobRecord, expired: JobRecord | None,
+                        plan: tuple[SortedSet, float] | None, payload: bytes | None) -> str | None:
+        # the failure of the reservation ``res`` of ``jid`` recorded, all in this call
+        self.reservations.pop(jid, None)
+        if expired is None:
+            if self.working.pop(res.rid, None) is None:
+                return None  # its working entry is gone (FLUSH): nothing more happens
+        self.failures += 1
+        self.processed += 1
+        self.persist.counters(self.processed, self.failures)
+        # the record that carries the job on, unless it still holds a working entry
+        owned = res if res.rid not in self.working else None
+        if plan is None or payload is None:
             # no retry, no death: the job is gone
             if owned is not None:
                 owned.alive = False
                 self.persist.remove(owned)
             return None
-        job["args"] = gojson.normalize_any(job.get("args"))
-        if job.get("custom") is not None:
-            job["custom"] = gojson.normalize_any(job["custom"])
-        if failure["retry_count"] < retry:
-            when = now + next_retry_delay(failure["retry_count"], self.rand)
-            failure["next_at"] = gojson.format_time(when)
-            target, score = self.retries, when
-        else:
-            target, score = self.dead, now + DEAD_TTL
-        payload = gojson.marshal_job(job)
+        target, score = plan
         if owned is not None:
             rec, new = owned, False
             rec.where, rec.name, rec.score, rec.payload = target.where, "", score, payload
@@ -765,6 +815,15 @@ class Store:
         """INFO ``sets``: dead, retries, scheduled, working."""
         return {"dead": len(self.dead), "retries": len(self.retries),
                 "scheduled": len(self.scheduled), "working": len(self.working)}
+
+
+def _failure_texts(errtype: str, message: str) -> tuple[str, str]:
+    # FAIL's errtype and message as the real server keeps them: trimmed, "unknown" when
+    # empty, cut to 100 and 1,000 characters
+    errtype = errtype.strip(_GO_WS)
+    message = message.strip(_GO_WS)
+    return (_truncate(errtype, 100) if errtype else "unknown",
+            _truncate(message, 1000) if message else "unknown")
 
 
 def _truncate(text: str, limit: int) -> str:

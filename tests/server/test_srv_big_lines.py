@@ -152,6 +152,59 @@ def test_a_10mb_job_nested_deep_is_stored_whole(target: Target, shape: str) -> N
     assert raw.cmd(b'ACK {"jid":"big-nested-args"}\r\n') == b"+OK\r\n"
 
 
+def test_a_10mb_job_failed_and_retried_keeps_its_args(target: Target) -> None:
+    # FAIL re-encodes the stored job with its failure (a step at a time when it is huge)
+    args = b'[[' + _fill(b"1.5,-0,") + b'0],{"b":[-0],"a":"x"}]'
+    raw = _big_raw(target)
+    assert raw.cmd(b'PUSH {"jid":"big-failed-job","jobtype":"X","queue":"big-fail","retry":3,"args":'
+                   + args + b"}\r\n") == b"+OK\r\n"
+    raw.body(b"FETCH big-fail\r\n")
+    assert raw.cmd(b'FAIL {"jid":"big-failed-job","errtype":"E","message":"boom","backtrace":["x"]}\r\n') \
+        == b"+OK\r\n"
+    sets = json.loads(raw.body(b"INFO\r\n"))["faktory"]["sets"]
+    assert sets["retries"] >= 1
+    assert raw.cmd(b'FAIL {"jid":"big-failed-job","errtype":"E","message":"again"}\r\n') \
+        == b"-ERR Job not found big-failed-job\r\n"
+    assert raw.cmd(b'MUTATE {"cmd":"requeue","target":"retries","filter":{"jids":["big-failed-job"]}}\r\n') \
+        == b"+OK\r\n"
+    job = raw.body(b"FETCH big-fail\r\n")
+    assert job.startswith(b'{"retry":3,"failure":{"failed_at":"')
+    assert b'"message":"boom","errtype":"E","backtrace":["x"],"retry_count":0,"remaining":3}' in job
+    assert job.endswith(b'"args":' + args.replace(b'{"b":[-0],"a":"x"}', b'{"a":"x","b":[-0]}') + b"}")
+    assert raw.cmd(b'ACK {"jid":"big-failed-job"}\r\n') == b"+OK\r\n"
+
+
+@internals
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_a_client_gone_in_the_middle_of_a_huge_jobs_fail_leaves_it_reserved(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    event = threading.Event()
+    encode = gojson.encode_steps
+
+    def gated(obj: Any) -> Generator[None, None, bytes]:
+        while not event.is_set():
+            yield
+        return (yield from encode(obj))
+    with ServerThread() as srv, Raw("127.0.0.1", srv.port, timeout=60) as other:
+        other.hello()
+        with Raw("127.0.0.1", srv.port, timeout=60) as gone:
+            gone.hello()
+            assert gone.cmd(b'PUSH {"jid":"big-fail-gone","jobtype":"X","queue":"bfg","args":[['
+                            + _fill(b"1.5,") + b"0]]}\r\n") == b"+OK\r\n"
+            gone.body(b"FETCH bfg\r\n")
+            monkeypatch.setattr(gojson, "encode_steps", gated)
+            gone.send(b'FAIL {"jid":"big-fail-gone","errtype":"E","message":"m"}\r\n')
+            wait_for(lambda: _working(srv), timeout=30)
+            assert json.loads(other.body(b"INFO\r\n"))["faktory"]["sets"]["retries"] == 0
+        wait_for(lambda: not _working(srv), timeout=30)
+        event.set()
+        # still reserved, as before the FAIL (its connection was a producer's: no worker
+        # whose going away would end the reservation): a FAIL on another connection goes through
+        assert srv.call(lambda: "big-fail-gone" in srv.server.store.reservations)
+        assert other.cmd(b'FAIL {"jid":"big-fail-gone","errtype":"E","message":"m"}\r\n') == b"+OK\r\n"
+        assert json.loads(other.body(b"INFO\r\n"))["faktory"]["sets"]["retries"] == 1
+
+
 @pytest.fixture
 def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
     """Big lines' parses (in a ServerThread of this process) wait, a step per pass of the

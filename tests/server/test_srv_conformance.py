@@ -510,6 +510,20 @@ def test_negative_zero_is_written_back(raw: Raw) -> None:
     assert b'"args":[-0,0,-0,-0,[-0],{"a":-0}]' in body, body
 
 
+def test_negative_zero_survives_a_fail_and_a_requeue(raw: Raw) -> None:
+    # the stored job is decoded again for FAIL (and for a retry coming due): -0 in args is
+    # still the float64 -0 there
+    sent = (b'PUSH {"jid":"negzero-fail-1","jobtype":"Probe","queue":"nzf",'
+            b'"args":[-0,[-0],{"a":-0}],"custom":{"z":-0}}\r\n')
+    assert raw.cmd(sent) == b"+OK\r\n"
+    raw.body(b"FETCH nzf\r\n")
+    assert raw.cmd(b'FAIL {"jid":"negzero-fail-1","errtype":"E","message":"m"}\r\n') == b"+OK\r\n"
+    assert raw.cmd(b'MUTATE {"cmd":"requeue","target":"retries","filter":{"jids":["negzero-fail-1"]}}\r\n') \
+        == b"+OK\r\n"
+    body = raw.body(b"FETCH nzf\r\n")
+    assert b'"custom":{"z":-0}' in body and b'"args":[-0,[-0],{"a":-0}]' in body, body
+
+
 def test_all_queues_paused_fetch_returns_null(raw: Raw) -> None:
     raw.cmd(push_line("pause-0002", "pa"))
     raw.cmd(push_line("pause-0003", "pb"))

@@ -517,6 +517,24 @@ def test_batch_arguments_of_other_types_are_not_scanned(name: str) -> None:
     assert scan(line, 7, TS, len(line)) == ([], -1)  # not at the '[' nor at a ','
 
 
+@pytest.mark.parametrize("name", CODECS)
+def test_an_element_longer_than_the_limit_is_left_to_the_general_path(name: str) -> None:
+    codec = protocol.CODECS[name]
+    limit = codec.PUSHB_ELEMENT_MAX
+    assert limit == protocol.CODECS["python"].PUSHB_ELEMENT_MAX == 256 * 1024
+
+    def element(size: int) -> dict[str, Any]:
+        job = {"jid": "0000000000000001", "jobtype": "T", "args": [""]}
+        job["args"] = ["x" * (size - len(json.dumps(job, separators=(",", ":"))))]
+        assert len(json.dumps(job, separators=(",", ":"))) == size
+        return job
+    for size, taken in ((limit - 2, 2), (limit, 1), (limit + 1, 1), (4 * limit, 1)):
+        line = _pushb(COMMON[2], element(size))
+        jobs, end = codec.scan_pushb(line, 6, TS, len(line))
+        assert len(jobs) == taken, size
+        assert end == (len(line) if taken == 2 else -1)
+
+
 def _big_outcome(general: bool, line: bytes) -> tuple[bytes, list[Any]]:
     with ServerThread(clock=ManualClock(NOW)) as srv, Raw("127.0.0.1", srv.port, timeout=60) as raw:
         raw.hello()
@@ -541,6 +559,9 @@ _BIG = {
     "type-error": _many(2500, {2499: {"jid": 5, "jobtype": "T", "args": []}}),
     "empty-last": _many(2500, {})[:-1] + b",{}]",
     "1500": _many(1500, {}),  # over the big-line threshold, in one batch slice
+    # one huge job among small ones: the general path's, normalised and encoded in steps
+    "a-huge-job": _many(2500, {1200: {"jid": "0000000000001200", "jobtype": "T",
+                                      "args": [["x" * 100_000, [1.5] * 40_000, {"b": -0.0, "a": 1}]]}}),
 }
 
 
@@ -552,7 +573,7 @@ def test_big_batches_behave_as_the_general_path(shape: str) -> None:
     expected = _big_outcome(True, line)
     assert _big_outcome(False, line) == expected
     assert protocol.codec.scan_pushb(line, 6, TS, len(line))[0]  # (a run of) the fast path
-    if shape in ("plain", "a-float", "1500"):
+    if shape in ("plain", "a-float", "1500", "a-huge-job"):
         assert expected[0] == b"$2\r\n{}\r\n" and len(expected[1]) == line.count(b'"jid"')
     if shape == "rejected":
         assert expected[0].startswith(b"$") and b"0000000000000010" in expected[0]
