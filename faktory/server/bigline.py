@@ -40,7 +40,8 @@ try:
 except ImportError:  # pragma: no cover - the pure-Python installation
     _jscan = None
 
-__all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list", "normalize_known", "dispose"]
+__all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list", "normalize_known", "dispose",
+           "top_fields"]
 
 #: payloads over this many bytes are parsed by :func:`parse` (smaller ones take a few ms at most)
 BIG_LINE = 64 * 1024
@@ -127,6 +128,38 @@ def parse(line: bytes, start: int) -> Generator[None, None, Outcome]:
     except ValueError:  # an integer int() refuses, after nesting deeper than GUARD
         return ("error", "invalid JSON")
     return ("value", value)
+
+
+def top_fields(payload: bytes) -> dict[str, Any]:
+    """The top-level scalar fields of a job this server stored (its queue, reserve_for,
+    enqueued_at...), without building its big values: ``gojson.reparse_job(payload)``
+    with each big container or string member of the top-level object read as ``None``.
+    For a huge job, one call of the compiled scan (some 30 ms for 10 MB) instead of
+    decoding it all (seconds, for 10 MB of numbers)."""
+    if len(payload) <= BIG_LINE or _jscan is None:
+        return gojson.reparse_job(payload)
+    work = scan(payload, 0)
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            scanner = done.value
+            break
+    top = 0
+    while top < len(payload) and payload[top] in _WS:
+        top += 1
+    if scanner.error or scanner.hard_stop or payload[top:top + 1] != b"{":
+        return gojson.reparse_job(payload)  # (not this server's payload)
+    cuts = sorted((rec[0], rec[1]) for rec in (*scanner.big, *scanner.strings) if rec[3] == top)
+    pieces = []
+    pos = 0
+    for begin, end in cuts:
+        pieces.append(payload[pos:begin])
+        pieces.append(b"null")
+        pos = end + 1
+    pieces.append(payload[pos:])
+    fields: dict[str, Any] = gojson.decode_valid(b"".join(pieces))
+    return fields
 
 
 def _build(line: bytes, start: int, big: list[tuple[int, int, int, int]],

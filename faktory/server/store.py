@@ -19,7 +19,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Generator, Iterable, Iterator, Protocol
 
-from faktory.server import gojson
+from faktory.server import bigline, gojson
 from faktory.server.clock import Clock
 from faktory.server.persist import (
     DEAD, QUEUE, RETRIES, SCHEDULED, SETS, WORKING, JobRecord, MemoryPersistence,
@@ -250,7 +250,7 @@ class Store:
     @staticmethod
     def _hydrate(rec: JobRecord) -> None:
         try:
-            job = gojson.reparse_job(rec.payload)
+            job = bigline.top_fields(rec.payload)
         except ValueError:
             return
         rf = job.get("reserve_for")
@@ -510,7 +510,6 @@ class Store:
         the failure is recorded in the last step, all at once, as :meth:`fail` records it.
         A caller that stops in between leaves the job reserved, as before the FAIL; one whose
         job was ACKed, failed or reaped meanwhile gets what :meth:`fail` says then."""
-        from faktory.server import bigline  # (bigline imports nothing of the store)
         if not jid:
             return "missing JID"
         errtype, message = _failure_texts(errtype, message)
@@ -772,7 +771,7 @@ class Store:
         if sset.members.get(rec.payload) is not rec:
             return "no such job"
         try:
-            job = gojson.reparse_job(rec.payload)
+            job = bigline.top_fields(rec.payload)
         except ValueError as exc:
             return str(exc)
         name = job.get("queue") or ""

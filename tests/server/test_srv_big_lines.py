@@ -511,3 +511,26 @@ def test_flat_steps_runs_a_chain_of_generators_deeper_than_python_recursion() ->
         except StopIteration as done:
             assert done.value == 4997 and steps == 5001
             break
+
+
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+@pytest.mark.parametrize("job", [
+    {"retry": 3, "custom": {"k": [1.5] * 30_000, "s": "x"}, "jid": "top-fields-1", "queue": "q1",
+     "jobtype": "T", "reserve_for": 60, "enqueued_at": "2026-01-01T00:00:00Z", "args": [[1.5] * 30_000]},
+    {"jid": "top-fields-2", "queue": "q\u00e9", "jobtype": "T", "args": ["x" * 100_000, 1, "y" * 70_000],
+     "failure": {"message": "m", "backtrace": ["b" * 70_000]}},
+    {"jid": "top-fields-3", "queue": "q", "jobtype": "T" * 70_000, "args": [{"a": [[-0.0] * 20_000]}]},
+])
+def test_the_top_fields_of_a_huge_stored_job_are_read_without_decoding_it(job: dict[str, Any]) -> None:
+    # requeue and the reading of a record's reserve_for and enqueued_at take these
+    payload = json.dumps(job, separators=(",", ":"), ensure_ascii=False).encode()
+    assert len(payload) > bigline.BIG_LINE
+    whole = gojson.reparse_job(payload)
+    top = bigline.top_fields(payload)
+    assert list(top) == list(whole)
+    for key, value in top.items():
+        if value is None:  # a big member, not built
+            assert len(json.dumps(whole[key])) >= bigline.CHUNK
+        else:
+            assert value == whole[key], key
+    assert top["queue"] == job["queue"]
