@@ -29,8 +29,9 @@ server parses big lines in one go, as before.
 from __future__ import annotations
 
 import re
+import secrets
 import sys
-from typing import Any, Generator
+from typing import Any, Callable, Generator
 
 from faktory.server import gojson
 
@@ -41,7 +42,7 @@ except ImportError:  # pragma: no cover - the pure-Python installation
     _jscan = None
 
 __all__ = ["BIG_LINE", "GUARD", "available", "parse", "normalize_list", "normalize_known", "dispose",
-           "top_fields"]
+           "top_fields", "restamped", "rewritten", "preview_fields", "Preview"]
 
 #: payloads over this many bytes are parsed by :func:`parse` (smaller ones take a few ms at most)
 BIG_LINE = 64 * 1024
@@ -130,14 +131,9 @@ def parse(line: bytes, start: int) -> Generator[None, None, Outcome]:
     return ("value", value)
 
 
-def top_fields(payload: bytes) -> dict[str, Any]:
-    """The top-level scalar fields of a job this server stored (its queue, reserve_for,
-    enqueued_at...), without building its big values: ``gojson.reparse_job(payload)``
-    with each big container or string member of the top-level object read as ``None``.
-    For a huge job, one call of the compiled scan (some 30 ms for 10 MB) instead of
-    decoding it all (seconds, for 10 MB of numbers)."""
-    if len(payload) <= BIG_LINE or _jscan is None:
-        return gojson.reparse_job(payload)
+def _top_cuts(payload: bytes) -> list[tuple[int, int]] | None:
+    # (start, end) of each big container or string member of a stored job's top-level
+    # object, from one call of the compiled scan; None when it is not such a payload
     work = scan(payload, 0)
     while True:
         try:
@@ -149,16 +145,108 @@ def top_fields(payload: bytes) -> dict[str, Any]:
     while top < len(payload) and payload[top] in _WS:
         top += 1
     if scanner.error or scanner.hard_stop or payload[top:top + 1] != b"{":
-        return gojson.reparse_job(payload)  # (not this server's payload)
-    cuts = sorted((rec[0], rec[1]) for rec in (*scanner.big, *scanner.strings) if rec[3] == top)
+        return None
+    return sorted((rec[0], rec[1]) for rec in (*scanner.big, *scanner.strings) if rec[3] == top)
+
+
+def _skeleton(payload: bytes, cuts: list[tuple[int, int]], marks: list[bytes]) -> bytes:
     pieces = []
     pos = 0
-    for begin, end in cuts:
+    for (begin, end), mark in zip(cuts, marks, strict=True):
         pieces.append(payload[pos:begin])
-        pieces.append(b"null")
+        pieces.append(mark)
         pos = end + 1
     pieces.append(payload[pos:])
-    fields: dict[str, Any] = gojson.decode_valid(b"".join(pieces))
+    return b"".join(pieces)
+
+
+#: where a stored job's big members are put back (with a nonce of each call's: no member
+#: of the job holds it by chance)
+_MARK = "\x00faktory-big-member-%s-%d\x00"
+
+
+def rewritten(payload: bytes, change: Callable[[dict[str, Any]], Any]) -> tuple[bytes, Any] | None:
+    """A huge stored job's bytes after ``change(job)`` changed its small top-level fields
+    (its ``enqueued_at`` when it comes due, its ``failure`` and ``retry`` when it fails):
+    ``(what gojson.marshal_job gives for the reparsed, normalised, changed job, what change
+    returned)``.  One compiled scan and the encoding of the small members only: the big
+    ``args`` and ``custom`` are put back as they are stored (this server's own encoding of
+    them, which normalising again does not change), and ``change`` sees them as
+    placeholders.  ``None`` (and ``change`` not called) when another member is big, or for
+    a payload this server did not write."""
+    if _jscan is None:
+        return None
+    cuts = _top_cuts(payload)
+    if not cuts:
+        return None
+    nonce = secrets.token_hex(8)
+    marks = [_MARK % (nonce, i) for i in range(len(cuts))]
+    encoded = [gojson.encode(m) for m in marks]
+    job: dict[str, Any] = gojson.decode_valid(_skeleton(payload, cuts, encoded))
+    if type(job) is not dict:  # pragma: no cover - _top_cuts saw an object
+        return None
+    placed = {value: key for key, value in job.items() if type(value) is str and value in marks}
+    if len(placed) != len(marks) or not set(placed.values()) <= {"args", "custom"}:
+        return None
+    for key in ("args", "custom"):
+        value = job.get(key)
+        if value is not None and not (type(value) is str and value in placed):
+            job[key] = gojson.normalize_any(value)
+    result = change(job)
+    out = gojson.marshal_job(job)
+    for (begin, end), mark in zip(cuts, encoded, strict=True):
+        if out.count(mark) != 1:  # pragma: no cover - a 64-bit nonce found again
+            return None
+        out = out.replace(mark, payload[begin:end + 1])
+    return out, result
+
+
+def restamped(payload: bytes, fields: dict[str, Any]) -> bytes | None:
+    """:func:`rewritten` with ``fields`` set (a job coming due gets its ``enqueued_at``)."""
+    done = rewritten(payload, lambda job: job.update(fields))
+    return None if done is None else done[0]
+
+
+class Preview(str):
+    """The start of a big member's JSON as it is stored (:func:`preview_fields`), with "…"
+    after it: what a page shows of a member it would only show the start of anyway."""
+
+
+def preview_fields(payload: bytes, size: int = 1024) -> dict[str, Any]:
+    """A stored job decoded for display: ``gojson.reparse_job(payload)``, except that in a
+    huge one each big top-level member is a :class:`Preview` of its first ``size`` bytes
+    (one compiled scan; not seconds of decoding for a page that shows 400 characters)."""
+    if len(payload) <= BIG_LINE or _jscan is None:
+        return gojson.reparse_job(payload)
+    cuts = _top_cuts(payload)
+    if cuts is None:
+        return gojson.reparse_job(payload)
+    nonce = secrets.token_hex(8)
+    marks = [_MARK % (nonce, i) for i in range(len(cuts))]
+    job: dict[str, Any] = gojson.decode_valid(_skeleton(payload, cuts, [gojson.encode(m) for m in marks]))
+    where = dict(zip(marks, cuts, strict=True))
+    for key, value in job.items():
+        if type(value) is str and value in where:
+            begin, end = where[value]
+            if key == "failure":  # (read field by field: decoded whole)
+                job[key] = gojson.decode_valid(payload[begin:end + 1])
+            else:
+                job[key] = Preview(payload[begin:begin + size].decode("utf-8", "replace") + "\u2026")
+    return job
+
+
+def top_fields(payload: bytes) -> dict[str, Any]:
+    """The top-level scalar fields of a job this server stored (its queue, reserve_for,
+    enqueued_at...), without building its big values: ``gojson.reparse_job(payload)``
+    with each big container or string member of the top-level object read as ``None``.
+    For a huge job, one call of the compiled scan (some 30 ms for 10 MB) instead of
+    decoding it all (seconds, for 10 MB of numbers)."""
+    if len(payload) <= BIG_LINE or _jscan is None:
+        return gojson.reparse_job(payload)
+    cuts = _top_cuts(payload)
+    if cuts is None:
+        return gojson.reparse_job(payload)  # (not this server's payload)
+    fields: dict[str, Any] = gojson.decode_valid(_skeleton(payload, cuts, [b"null"] * len(cuts)))
     return fields
 
 

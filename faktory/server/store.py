@@ -505,9 +505,12 @@ class Store:
 
     def fail_steps(self, jid: str, errtype: str, message: str,
                    backtrace: list[str]) -> Generator[None, None, str | None]:
-        """:meth:`fail` for a huge reserved job, its payload decoded, normalised and
-        re-encoded a step at a time (``faktory.server.bigline``) while it stays reserved;
-        the failure is recorded in the last step, all at once, as :meth:`fail` records it.
+        """:meth:`fail` for a huge reserved job.  When only its ``args`` and ``custom`` are
+        big, they are kept as stored and the rest re-encoded in one call (one compiled scan
+        of the payload, ``bigline.rewritten``), as :meth:`fail` does too; otherwise its
+        payload is decoded, normalised and re-encoded a step at a time
+        (``faktory.server.bigline``) while it stays reserved, and the failure is recorded in
+        the last step, all at once, as :meth:`fail` records it.
         A caller that stops in between leaves the job reserved, as before the FAIL; one whose
         job was ACKed, failed or reaped meanwhile gets what :meth:`fail` says then."""
         if not jid:
@@ -515,8 +518,13 @@ class Store:
         errtype, message = _failure_texts(errtype, message)
         backtrace = backtrace[:50]
         res = self.reservations.get(jid)
-        if res is None or not bigline.available():
+        if res is None or not bigline.available() or res.rid not in self.working:
             return self._process_failure(jid, errtype, message, backtrace, None)
+        now = self.clock.now()
+        spliced = bigline.rewritten(
+            res.payload, lambda job: self._failure_plan(job, errtype, message, backtrace, now))
+        if spliced is not None:  # only args and custom are big: re-encoded without them
+            return self._commit_failure(jid, res, None, spliced[1], spliced[0])
         payload = res.payload
         kind, job = yield from bigline.parse(payload, 0)
         if kind != "value" or type(job) is not dict:  # (not this server's payload)
@@ -541,8 +549,15 @@ class Store:
         if expired is None and res.rid not in self.working:
             self.reservations.pop(jid)
             return None  # its working entry is gone (FLUSH): nothing more happens
+        now = self.clock.now()
+        if len(res.payload) > bigline.BIG_LINE:
+            # a huge job (a reservation expired, say): its big args and custom kept as stored
+            spliced = bigline.rewritten(
+                res.payload, lambda job: self._failure_plan(job, errtype, message, backtrace, now))
+            if spliced is not None:
+                return self._commit_failure(jid, res, expired, spliced[1], spliced[0])
         job = gojson.reparse_job(res.payload)
-        plan = self._failure_plan(job, errtype, message, backtrace, self.clock.now())
+        plan = self._failure_plan(job, errtype, message, backtrace, now)
         if plan is not None:
             job["args"] = gojson.normalize_any(job.get("args"))
             if job.get("custom") is not None:
@@ -621,7 +636,8 @@ class Store:
         """Move every job of ``sset`` due at ``now`` to its queue; returns how many."""
         count = 0
         for rec in sset.pop_due(now):
-            job = gojson.reparse_job(rec.payload)
+            big = len(rec.payload) > bigline.BIG_LINE
+            job = bigline.top_fields(rec.payload)  # (reparse_job's, for a small one)
             name = job.get("queue") or ""
             q = self._known_queue(name)
             if isinstance(q, str):
@@ -631,11 +647,18 @@ class Store:
                 rec.alive = False
                 self.persist.remove(rec)
                 continue
-            job["args"] = gojson.normalize_any(job.get("args"))
-            if job.get("custom") is not None:
-                job["custom"] = gojson.normalize_any(job["custom"])
-            job["enqueued_at"] = gojson.format_time(now)
-            rec.payload = gojson.marshal_job(job)
+            stamp = gojson.format_time(now)
+            # a huge job's big members are not decoded again, nor re-encoded
+            payload = bigline.restamped(rec.payload, {"enqueued_at": stamp}) if big else None
+            if payload is None:
+                if big:
+                    job = gojson.reparse_job(rec.payload)
+                job["args"] = gojson.normalize_any(job.get("args"))
+                if job.get("custom") is not None:
+                    job["custom"] = gojson.normalize_any(job["custom"])
+                job["enqueued_at"] = stamp
+                payload = gojson.marshal_job(job)
+            rec.payload = payload
             rec.name = name
             rec.enqueued_at = now
             self._enqueue(rec, q, False)

@@ -26,7 +26,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterable
 from urllib.parse import quote, urlencode
 
-from faktory.server import gojson
+from faktory.server import bigline, gojson
 from faktory.server.persist import JobRecord
 from faktory.server.store import DEAD_TTL, SortedSet
 from faktory.server.web import CSRF_COOKIE, CSRF_FIELD, Request, Response
@@ -72,13 +72,16 @@ def when(t: float, now: float) -> str:
 
 
 def short_json(value: Any, limit: int = 120) -> str:
+    if type(value) is bigline.Preview:  # the start of a huge job's member, as stored
+        text = str(value)
+        return text if len(text) <= limit else text[:limit - 1] + "…"
     text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _job(rec: JobRecord) -> dict[str, Any]:
     try:
-        job = gojson.reparse_job(rec.payload)
+        job = bigline.preview_fields(rec.payload)  # (a huge job's big members: their start)
     except ValueError:
         return {"jid": rec.jid}
     return job if isinstance(job, dict) else {"jid": rec.jid}

@@ -189,8 +189,9 @@ def test_a_client_gone_in_the_middle_of_a_huge_jobs_fail_leaves_it_reserved(
         other.hello()
         with Raw("127.0.0.1", srv.port, timeout=60) as gone:
             gone.hello()
-            assert gone.cmd(b'PUSH {"jid":"big-fail-gone","jobtype":"X","queue":"bfg","args":[['
-                            + _fill(b"1.5,") + b"0]]}\r\n") == b"+OK\r\n"
+            # (a big jobtype: the FAIL cannot keep the big members as stored, and takes steps)
+            assert gone.cmd(b'PUSH {"jid":"big-fail-gone","jobtype":"' + b"X" * 70_000
+                            + b'","queue":"bfg","args":[[' + _fill(b"1.5,") + b"0]]}\r\n") == b"+OK\r\n"
             gone.body(b"FETCH bfg\r\n")
             monkeypatch.setattr(gojson, "encode_steps", gated)
             gone.send(b'FAIL {"jid":"big-fail-gone","errtype":"E","message":"m"}\r\n')
@@ -534,3 +535,114 @@ def test_the_top_fields_of_a_huge_stored_job_are_read_without_decoding_it(job: d
         else:
             assert value == whole[key], key
     assert top["queue"] == job["queue"]
+
+
+def _one_call_restamp(payload: bytes, stamp: str) -> bytes:
+    # what Store.enqueue_due did for every job: reparse, normalise, set, re-encode
+    job = gojson.reparse_job(payload)
+    job["args"] = gojson.normalize_any(job.get("args"))
+    if job.get("custom") is not None:
+        job["custom"] = gojson.normalize_any(job["custom"])
+    job["enqueued_at"] = stamp
+    return gojson.marshal_job(job)
+
+
+def _stored(job: dict[str, Any]) -> bytes:
+    # the bytes the server stores for a pushed job
+    line = json.dumps(job, separators=(",", ":"), ensure_ascii=False).encode()
+    decoded = gojson.decode_job(gojson.loads(line), gojson.errors())
+    assert decoded is not None
+    decoded.setdefault("retry", 25)
+    return gojson.marshal_job(decoded)
+
+
+_FLOATS = [1.5, -0.0, 1e300, 12345678901234567890, 0.1] * 8_000
+
+
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+@pytest.mark.parametrize("job, spliced", [
+    ({"jid": "restamp-1", "jobtype": "T", "queue": "q", "at": "2027-01-15T08:01:00Z", "args": [_FLOATS]}, True),
+    ({"jid": "restamp-2", "jobtype": "T", "queue": "q", "custom": {"z": _FLOATS, "a": {"y": 1, "b": "\u2028<"}},
+      "args": ["x" * 100_000, 1], "enqueued_at": "2027-01-15T08:00:00Z"}, True),
+    ({"jid": "restamp-3", "jobtype": "T", "queue": "q", "args": [1],
+      "custom": {"k": "\u00e9" * 70_000}}, True),
+    # a big member other than args and custom: the one-call path
+    ({"jid": "restamp-4", "jobtype": "T" * 70_000, "queue": "q", "args": [_FLOATS]}, False),
+    ({"jid": "restamp-5", "jobtype": "T", "queue": "q", "args": [1], "retry": 3,
+      "failure": {"message": "m", "errtype": "E", "backtrace": ["b" * 70_000], "retry_count": 1}}, False),
+])
+def test_a_huge_job_coming_due_is_restamped_as_the_one_call_path_would(job: dict[str, Any], spliced: bool) -> None:
+    payload = _stored(job)
+    assert len(payload) > bigline.BIG_LINE
+    stamp = "2027-01-15T08:01:00.5Z"
+    got = bigline.restamped(payload, {"enqueued_at": stamp})
+    if spliced:
+        assert got == _one_call_restamp(payload, stamp)
+    else:
+        assert got is None
+
+    def fail(job: dict[str, Any]) -> str:  # what a FAIL changes
+        job["retry"] = 7
+        job["failure"] = {"retry_count": 0, "remaining": 7, "failed_at": stamp, "message": "m\u00e9",
+                          "errtype": "E", "backtrace": ["a.py:1"], "next_at": stamp}
+        return "planned"
+    done = bigline.rewritten(payload, fail)
+    if spliced:
+        assert done is not None and done[1] == "planned"
+        whole = gojson.reparse_job(payload)
+        whole["args"] = gojson.normalize_any(whole.get("args"))
+        if whole.get("custom") is not None:
+            whole["custom"] = gojson.normalize_any(whole["custom"])
+        fail(whole)
+        assert done[0] == gojson.marshal_job(whole)
+    else:
+        assert done is None
+
+
+@internals
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_a_huge_scheduled_job_and_a_huge_retry_come_due_whole() -> None:
+    from faktory.server.clock import ManualClock
+    start = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    clock = ManualClock(start)
+    args = b"[[" + b"1.5,-0," * 200_000 + b'0],"' + b"x" * 100_000 + b'"]'
+    with ServerThread(clock=clock) as srv, Raw("127.0.0.1", srv.port, timeout=60) as raw:
+        raw.hello()
+        assert raw.cmd(b'PUSH {"jid":"huge-scheduled","jobtype":"X","queue":"hs","at":"2027-01-15T08:01:00Z",'
+                       b'"args":' + args + b"}\r\n") == b"+OK\r\n"
+        assert raw.cmd(b'PUSH {"jid":"huge-retried","jobtype":"X","queue":"hs","retry":2,"args":' + args
+                       + b"}\r\n") == b"+OK\r\n"
+        assert raw.body(b"FETCH hs\r\n").startswith(b'{"retry":2,"jid":"huge-retried"')
+        assert raw.cmd(b'FAIL {"jid":"huge-retried","errtype":"E","message":"m"}\r\n') == b"+OK\r\n"
+        srv.call(clock.advance, 3600)
+        srv.call(srv.server.tick)
+        jobs = [raw.body(b"FETCH hs\r\n") for _ in range(2)]
+        assert sorted(job[job.index(b'"jid":'):job.index(b',"queue"')] for job in jobs) == \
+            [b'"jid":"huge-retried"', b'"jid":"huge-scheduled"']
+        for job in jobs:
+            assert job.endswith(b'"args":' + args + b"}"), job[-200:]
+            assert b'"enqueued_at":"2027-01-15T09:0' in job
+        # a reservation of a huge job expiring: a failure like any other, its args whole
+        assert raw.cmd(b'PUSH {"jid":"huge-expired","jobtype":"X","queue":"hs","reserve_for":60,"args":'
+                       + args + b"}\r\n") == b"+OK\r\n"
+        assert b'"jid":"huge-expired"' in raw.body(b"FETCH hs\r\n")
+        srv.call(clock.advance, 120)
+        srv.call(srv.server.tick)
+        retried = srv.call(lambda: [r.payload for r in srv.server.store.retries.ordered()])
+        assert len(retried) == 1 and b'"errtype":"ReservationExpired"' in retried[0]
+        assert retried[0].endswith(b'"args":' + args + b',"reserve_for":60}'), retried[0][-200:]
+
+
+@pytest.mark.skipif(not bigline.available(), reason="the compiled scanner is not built")
+def test_a_huge_job_is_previewed_for_display_without_decoding_it() -> None:
+    job = {"retry": 3, "failure": {"message": "boom", "backtrace": ["b" * 70_000]}, "custom": {"k": [1.5] * 30_000},
+           "jid": "preview-1", "queue": "q", "jobtype": "T", "args": [[2.5] * 30_000, "x"]}
+    payload = json.dumps(job, separators=(",", ":")).encode()
+    shown = bigline.preview_fields(payload, 40)
+    assert shown["failure"] == job["failure"]  # decoded: the page reads its fields
+    assert (shown["jid"], shown["queue"], shown["retry"]) == ("preview-1", "q", 3)
+    assert type(shown["args"]) is bigline.Preview and shown["args"] == payload[
+        payload.index(b'"args":') + 7:][:40].decode() + "\u2026"
+    assert type(shown["custom"]) is bigline.Preview and shown["custom"].startswith('{"k":[1.5,')
+    small = json.dumps({"jid": "preview-2", "args": [1]}).encode()
+    assert bigline.preview_fields(small) == {"jid": "preview-2", "args": [1]}

@@ -265,3 +265,22 @@ def test_actions_on_a_durable_server_survive_a_restart(tmp_path) -> None:
     with ServerThread(web="127.0.0.1:0", storage=path) as again:
         assert again.call(lambda: (len(again.server.store.retries), [r.jid for r in again.server.store.dead.members.values()])) \
             == (0, ["failed-job-000000"])
+
+
+def test_a_huge_jobs_pages_show_the_start_of_its_args(st: ServerThread, http: Http) -> None:
+    # a 4 MB job in the retries set and in a queue: the pages show its start, without
+    # decoding it (the server would stall for the decoding of a page's every huge row)
+    store = st.server.store
+    big = [[0.25] * 800_000, "<tail>"]
+    st.call(lambda: push(store, "huge-shown-1", jobtype="Big", args=big, queue="hugeq", retry=3))
+    st.call(lambda: push(store, "huge-shown-2", jobtype="Big", args=big, queue="hugeq2", retry=3))
+    assert st.call(lambda: store.fetch(("hugeq",), "") is not None)
+    assert st.call(lambda: store.fail("huge-shown-1", "RuntimeError", "too big", ["w.py:1"])) is None
+    for path in ("/retries", "/queues/hugeq2"):
+        status, page = http.get(path)
+        assert status == 200
+        assert "[[0.25, 0.25" not in page  # (not a decoded list: the stored bytes' start)
+        assert "[[0.25,0.25,0.25" in page and "&lt;tail&gt;" not in page, path
+    rid = st.call(lambda: next(iter(store.retries.ordered())).rid)
+    status, page = http.get(f"/retries/{rid}")
+    assert status == 200 and "too big" in page and "[[0.25,0.25" in page
