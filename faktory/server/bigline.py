@@ -165,6 +165,16 @@ def _skeleton(payload: bytes, cuts: list[tuple[int, int]], marks: list[bytes]) -
 _MARK = "\x00faktory-big-member-%s-%d\x00"
 
 
+def _marked(payload: bytes, cuts: list[tuple[int, int]]) -> tuple[dict[str, Any], list[str], list[bytes]]:
+    # the stored job decoded with each cut-out member a placeholder string: (the job, the
+    # placeholders, their JSON encodings)
+    nonce = secrets.token_hex(8)
+    marks = [_MARK % (nonce, i) for i in range(len(cuts))]
+    encoded = [gojson.encode(m) for m in marks]
+    job: dict[str, Any] = gojson.decode_valid(_skeleton(payload, cuts, encoded))
+    return job, marks, encoded
+
+
 def rewritten(payload: bytes, change: Callable[[dict[str, Any]], Any]) -> tuple[bytes, Any] | None:
     """A huge stored job's bytes after ``change(job)`` changed its small top-level fields
     (its ``enqueued_at`` when it comes due, its ``failure`` and ``retry`` when it fails):
@@ -179,12 +189,7 @@ def rewritten(payload: bytes, change: Callable[[dict[str, Any]], Any]) -> tuple[
     cuts = _top_cuts(payload)
     if not cuts:
         return None
-    nonce = secrets.token_hex(8)
-    marks = [_MARK % (nonce, i) for i in range(len(cuts))]
-    encoded = [gojson.encode(m) for m in marks]
-    job: dict[str, Any] = gojson.decode_valid(_skeleton(payload, cuts, encoded))
-    if type(job) is not dict:  # pragma: no cover - _top_cuts saw an object
-        return None
+    job, marks, encoded = _marked(payload, cuts)
     placed = {value: key for key, value in job.items() if type(value) is str and value in marks}
     if len(placed) != len(marks) or not set(placed.values()) <= {"args", "custom"}:
         return None
@@ -221,9 +226,7 @@ def preview_fields(payload: bytes, size: int = 1024) -> dict[str, Any]:
     cuts = _top_cuts(payload)
     if cuts is None:
         return gojson.reparse_job(payload)
-    nonce = secrets.token_hex(8)
-    marks = [_MARK % (nonce, i) for i in range(len(cuts))]
-    job: dict[str, Any] = gojson.decode_valid(_skeleton(payload, cuts, [gojson.encode(m) for m in marks]))
+    job, marks, _ = _marked(payload, cuts)
     where = dict(zip(marks, cuts, strict=True))
     for key, value in job.items():
         if type(value) is str and value in where:

@@ -520,11 +520,9 @@ class Store:
         res = self.reservations.get(jid)
         if res is None or not bigline.available() or res.rid not in self.working:
             return self._process_failure(jid, errtype, message, backtrace, None)
-        now = self.clock.now()
-        spliced = bigline.rewritten(
-            res.payload, lambda job: self._failure_plan(job, errtype, message, backtrace, now))
-        if spliced is not None:  # only args and custom are big: re-encoded without them
-            return self._commit_failure(jid, res, None, spliced[1], spliced[0])
+        done = self._fail_spliced(jid, res, None, errtype, message, backtrace)
+        if done is not _NOT_SPLICED:  # only args and custom are big: re-encoded without them
+            return done  # type: ignore[return-value]
         payload = res.payload
         kind, job = yield from bigline.parse(payload, 0)
         if kind != "value" or type(job) is not dict:  # (not this server's payload)
@@ -549,21 +547,30 @@ class Store:
         if expired is None and res.rid not in self.working:
             self.reservations.pop(jid)
             return None  # its working entry is gone (FLUSH): nothing more happens
-        now = self.clock.now()
         if len(res.payload) > bigline.BIG_LINE:
             # a huge job (a reservation expired, say): its big args and custom kept as stored
-            spliced = bigline.rewritten(
-                res.payload, lambda job: self._failure_plan(job, errtype, message, backtrace, now))
-            if spliced is not None:
-                return self._commit_failure(jid, res, expired, spliced[1], spliced[0])
+            done = self._fail_spliced(jid, res, expired, errtype, message, backtrace)
+            if done is not _NOT_SPLICED:
+                return done  # type: ignore[return-value]
         job = gojson.reparse_job(res.payload)
-        plan = self._failure_plan(job, errtype, message, backtrace, now)
+        plan = self._failure_plan(job, errtype, message, backtrace, self.clock.now())
         if plan is not None:
             job["args"] = gojson.normalize_any(job.get("args"))
             if job.get("custom") is not None:
                 job["custom"] = gojson.normalize_any(job["custom"])
         return self._commit_failure(jid, res, expired, plan,
                                     None if plan is None else gojson.marshal_job(job))
+
+    def _fail_spliced(self, jid: str, res: JobRecord, expired: JobRecord | None, errtype: str,
+                      message: str, backtrace: list[str]) -> object:
+        # the failure of a huge job recorded with its big args and custom kept as stored
+        # (bigline.rewritten): what _commit_failure returns, or _NOT_SPLICED
+        now = self.clock.now()
+        spliced = bigline.rewritten(
+            res.payload, lambda job: self._failure_plan(job, errtype, message, backtrace, now))
+        if spliced is None:
+            return _NOT_SPLICED
+        return self._commit_failure(jid, res, expired, spliced[1], spliced[0])
 
     def _failure_plan(self, job: dict[str, Any], errtype: str, message: str, backtrace: list[str],
                       now: float) -> tuple[SortedSet, float] | None:
@@ -837,6 +844,9 @@ class Store:
         """INFO ``sets``: dead, retries, scheduled, working."""
         return {"dead": len(self.dead), "retries": len(self.retries),
                 "scheduled": len(self.scheduled), "working": len(self.working)}
+
+
+_NOT_SPLICED = object()  # (Store._fail_spliced: the payload could not be rewritten so)
 
 
 def _failure_texts(errtype: str, message: str) -> tuple[str, str]:
