@@ -659,7 +659,9 @@ def pack_pushb(jobs):
 # but U+2028 and U+2029); integers without sign games (in args and custom any number that
 # float64 prints back as it came); objects in args/custom without a repeated key, whose keys
 # it puts in order where they are not, as Go sorts map keys) and copies those bytes into the
-# stored payload in the order Go writes client.Job.  Anything else returns None and
+# stored payload in the order Go writes client.Job.  A top-level key that is none of
+# client.Job's fields in any letter case (the Node client's "priority") is dropped, as Go
+# drops it, once its value is scanned the same way.  Anything else returns None and
 # the general path (gojson) decides, errors included.  The pure twin is the reference.
 
 cdef Py_ssize_t _SCAN_MAX_DEPTH = 32
@@ -1118,6 +1120,18 @@ cdef int _field(const unsigned char* p, Py_ssize_t n) noexcept:
     return -1
 
 
+cdef bint _folds_to_field(const unsigned char* p, Py_ssize_t n) noexcept:
+    # whether a key (plain ASCII) is one of Go's client.Job fields but for letter case, or
+    # "failure" (a field the fast path leaves to the general one)
+    cdef unsigned char low[11]
+    cdef Py_ssize_t k
+    if n > 11:
+        return False
+    for k in range(n):
+        low[k] = p[k] + 32 if 0x41 <= p[k] <= 0x5a else p[k]
+    return _field(low, n) >= 0 or (n == 7 and memcmp(low, b"failure", 7) == 0)
+
+
 cdef long long _int_value(const unsigned char* p, Py_ssize_t n) noexcept:
     # a plain integer's value (at most 18 digits: no overflow)
     cdef long long v = 0
@@ -1168,8 +1182,22 @@ cdef object _scan_job(const unsigned char* p, Py_ssize_t n, Py_ssize_t start, co
         if i < 0 or i >= n or p[i] != 0x3a:
             return None
         field = _field(p + key, i - 1 - key)
-        if field < 0 or begin[field] >= 0:
-            return None  # another key (Go drops or folds it) or a repeated one (the last wins)
+        if field < 0:
+            if _folds_to_field(p + key, i - 1 - key):
+                return None  # Go matches it to one of its fields case-insensitively
+            # a key Go drops (the Node client's "priority", say): its value checked, not kept
+            unsorted = False
+            i = _scan_plain_value(p, i + 1, n, 1, &unsorted)
+            if i < 0 or i >= n:
+                return None
+            if p[i] == 0x7d:
+                break
+            if p[i] != 0x2c:
+                return None
+            i += 1
+            continue
+        if begin[field] >= 0:
+            return None  # a repeated key (the last wins in Go)
         i += 1
         vstart = i
         if field <= _K_AT:

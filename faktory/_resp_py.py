@@ -277,6 +277,8 @@ _SCAN_MAX_DEPTH = 32
 _MAX_RESERVE = 86400
 _STRING_FIELDS = frozenset((b"jid", b"queue", b"jobtype", b"created_at", b"enqueued_at", b"at"))
 _INT_FIELDS = frozenset((b"retry", b"reserve_for", b"backtrace"))
+#: every field of Go's client.Job (a key that folds to one of these is the general path's)
+_GO_FIELDS = _STRING_FIELDS | _INT_FIELDS | {b"args", b"custom", b"failure"}
 _LITERALS = {0x74: b"true", 0x66: b"false", 0x6E: b"null"}
 
 
@@ -458,8 +460,20 @@ def _scan_job(data: bytes, i: int, n: int, ts: bytes) -> tuple[tuple[str, str, i
                 if copied is None:
                     return None
                 in_order = copied[0]  # (the same size)
+        elif key.lower() in _GO_FIELDS:
+            return None  # Go matches it to one of its fields case-insensitively: the general path's
         else:
-            return None  # another key: Go drops it, or folds its case
+            # a key Go drops (the Node client's "priority", say): its value is checked, not kept
+            end = _scan_plain_value(data, i, n, 1, [False])
+            if end < 0 or end >= n:
+                return None
+            i = end
+            if data[i] == 0x7D:
+                break
+            if data[i] != 0x2C:
+                return None
+            i += 1
+            continue
         if end < 0 or end >= n:
             return None
         fields[key] = data[i:end] if in_order is None else in_order

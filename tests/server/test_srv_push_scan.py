@@ -125,8 +125,16 @@ def test_common_payloads_take_the_fast_path(job: dict[str, Any]) -> None:
     b'PUSH {"jid":"0123456789abcdef","jobtype":"\xc3\xa9","args":[]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[],"queue":"\xc3\xa9"}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1], "queue":"q"}',
-    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"priority":5}',
     b'PUSH {"JID":"0123456789abcdef","jobtype":"T","args":[1]}',
+    # a key that folds onto one of Go's fields, and values of dropped keys it would not scan
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"Queue":"q"}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"FAILURE":null}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"Reserve_For":5}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"priority":"\\n"}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"priority":1e400}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"priority":}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"priority":5',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"priority":5 }',
     b'PUSH {"jid":"0123456789abcdef","jid":"fedcba9876543210","jobtype":"T","args":[1]}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"at":"2099-01-01T00:00:00Z"}',
     b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"at":"2000-01-01T00:00:00Z"}',
@@ -152,6 +160,25 @@ def test_common_payloads_take_the_fast_path(job: dict[str, Any]) -> None:
 ])
 def test_everything_else_behaves_as_the_general_path(line: bytes) -> None:
     assert check(line) is None
+
+
+@pytest.mark.parametrize("line", [
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[1],"priority":5}',
+    # what the Node client (faktory_worker_node) sends by default
+    b'PUSH {"jid":"6f1e1c52-2b1a-4b5e-9a43-1f0b1d2e3c4d","jobtype":"MyDoWorkJob",'
+    b'"queue":"default","args":[3,"small"],"priority":5,"retry":25}',
+    b'PUSH {"x":[1,{"b":2,"a":[null,true,-1.5]}],"jid":"0123456789abcdef","jobtype":"T","args":[]}',
+    b'PUSH {"jid":"0123456789abcdef","jobtype":"T","args":[],"Priority":"high","zz":{},"x":"a"}',
+])
+def test_keys_go_drops_take_the_fast_path_and_are_not_stored(line: bytes) -> None:
+    # Go decodes into its client.Job, so a key matching none of its fields (in any letter
+    # case) is dropped: the fast path checks its value and leaves it out, as the general
+    # path does
+    scanned = check(line)
+    assert scanned is not None
+    kept = set(json.loads(scanned[3]))
+    assert kept <= {"jid", "queue", "jobtype", "args", "created_at", "enqueued_at", "at",
+                    "reserve_for", "retry", "backtrace", "custom", "failure"}, kept
 
 
 @pytest.mark.parametrize("text", ["\u00e9", "\u20ac", "\u2027\u202a", "\U0001f600", "\ufffd", "\uffff",
