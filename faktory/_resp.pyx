@@ -1188,41 +1188,35 @@ cdef object _scan_job(const unsigned char* p, Py_ssize_t n, Py_ssize_t start, co
             # a key Go drops (the Node client's "priority", say): its value checked, not kept
             unsorted = False
             i = _scan_plain_value(p, i + 1, n, 1, &unsorted)
-            if i < 0 or i >= n:
-                return None
-            if p[i] == 0x7d:
-                break
-            if p[i] != 0x2c:
-                return None
-            i += 1
-            continue
-        if begin[field] >= 0:
-            return None  # a repeated key (the last wins in Go)
-        i += 1
-        vstart = i
-        if field <= _K_AT:
-            if i >= n or p[i] != 0x22:
-                return None
-            i = _scan_plain_str(p, i, n)
-        elif field <= _K_BACKTRACE:
-            i = _scan_plain_int(p, i, n, 18)  # Go's int is 64 bits: 18 digits always fit
         else:
-            if i >= n or p[i] != (0x5b if field == _K_ARGS else 0x7b):
-                return None  # args is an array, custom an object
-            unsorted = False
-            i = _scan_plain_value(p, i, n, 1, &unsorted)
-            if unsorted and i > 0:
-                sorted_value = _sorted_copy(p, vstart, i, n)
-                if sorted_value is None:
+            if begin[field] >= 0:
+                return None  # a repeated key (the last wins in Go)
+            i += 1
+            vstart = i
+            if field <= _K_AT:
+                if i >= n or p[i] != 0x22:
                     return None
-                if field == _K_ARGS:
-                    args_sorted = sorted_value
-                else:
-                    custom_sorted = sorted_value
+                i = _scan_plain_str(p, i, n)
+            elif field <= _K_BACKTRACE:
+                i = _scan_plain_int(p, i, n, 18)  # Go's int is 64 bits: 18 digits always fit
+            else:
+                if i >= n or p[i] != (0x5b if field == _K_ARGS else 0x7b):
+                    return None  # args is an array, custom an object
+                unsorted = False
+                i = _scan_plain_value(p, i, n, 1, &unsorted)
+                if unsorted and i > 0:
+                    sorted_value = _sorted_copy(p, vstart, i, n)
+                    if sorted_value is None:
+                        return None
+                    if field == _K_ARGS:
+                        args_sorted = sorted_value
+                    else:
+                        custom_sorted = sorted_value
         if i < 0 or i >= n:
             return None
-        begin[field] = vstart
-        end[field] = i
+        if field >= 0:
+            begin[field] = vstart
+            end[field] = i
         if p[i] == 0x7d:
             break
         if p[i] != 0x2c:

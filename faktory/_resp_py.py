@@ -465,18 +465,11 @@ def _scan_job(data: bytes, i: int, n: int, ts: bytes) -> tuple[tuple[str, str, i
         else:
             # a key Go drops (the Node client's "priority", say): its value is checked, not kept
             end = _scan_plain_value(data, i, n, 1, [False])
-            if end < 0 or end >= n:
-                return None
-            i = end
-            if data[i] == 0x7D:
-                break
-            if data[i] != 0x2C:
-                return None
-            i += 1
-            continue
+            key = b""
         if end < 0 or end >= n:
             return None
-        fields[key] = data[i:end] if in_order is None else in_order
+        if key:
+            fields[key] = data[i:end] if in_order is None else in_order
         i = end
         if data[i] == 0x7D:
             break
