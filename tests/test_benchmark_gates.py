@@ -95,9 +95,8 @@ def test_with_the_server_push_fast_path_off_the_server_cpu_gate_fails():
 
 
 def test_with_a_costlier_sync_push_the_sync_cpu_gate_fails():
-    # with the gate's own 9 round pairs (FAKTORY_BENCH_PAIRS=5, as CI runs it): with the 3
-    # pairs of the other cases here the median is too loose (one README run read 1.16 with
-    # the injected cost, against 2.5-3.7 usually); with 9 it read 2.70-3.00, 1.83-2.12 without
+    # with the gate's own 9 rounds (FAKTORY_BENCH_PAIRS=5, as CI runs it), each block of
+    # SyncClient pushes costing a bare push's CPU more: read 2.56 against 1.22-1.36
     proc = run_benchmarks("benchmarks/bench_sync.py", "-k", "push_cpu", FAKTORY_BENCH_INJECT="slow-sync-push",
                           FAKTORY_BENCH_PAIRS="5")
     assert proc.returncode == 1, proc.stdout[-3000:]
