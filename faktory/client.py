@@ -67,8 +67,9 @@ class Client(Pool):
 
     How commands use the pool: see ``faktory.pool.Pool``.  In short, commands the server
     answers at once are pipelined on shared connections (those issued in one event-loop
-    iteration leave in one write, at most ``pipeline_depth`` outstanding on a connection
-    before the pool grows); FETCH takes a connection to itself.
+    iteration leave in one write per connection, at most ``pipeline_depth`` outstanding on
+    a connection, fewer when the client is busy, so that it keeps three batches in
+    flight); FETCH takes a connection to itself.
 
     Safe for many concurrent tasks on one event loop.  See the module docstring for
     which commands are retried after a transport fault.
@@ -189,7 +190,7 @@ class Client(Pool):
         # The common case inline (a shared connection takes it now, the server says OK);
         # anything else is _call's: waiting for a connection, retries, errors.
         conn = self._current  # _pick's first case, inline: the connection collecting this batch
-        if conn is None or not conn._out or len(conn._waiters) >= self.pipeline_depth or conn.closed:
+        if conn is None or not conn._out or len(conn._waiters) >= self._limit or conn.closed:
             conn = None if self._closed else self._pick()
         elif self._closed:
             conn = None
@@ -197,7 +198,10 @@ class Client(Pool):
             await self._call(data)
         else:
             try:
-                reply = await conn.send(data)
+                fut = conn.send(data)
+                if len(conn._waiters) == self._limit > 1:
+                    conn.flush()  # a full batch leaves now (see Pool._pick)
+                reply = await fut
             except FaktoryConnectionError as exc:
                 await self._call(data, first_error=exc)
             else:

@@ -54,6 +54,10 @@ log = logging.getLogger("faktory.client")
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 2.0
 _MAX_NOT_SENT = 5
+#: A busy client's pipelined commands go out in at least this many batches at a time
+#: (see ``Pool``).
+SPREAD = 3
+WINDOW = 256
 _P = TypeVar("_P", bound="Pool")
 
 
@@ -113,14 +117,22 @@ class Pool:
 
     Commands the server answers at once (PUSH, PUSHB, ACK,
     FAIL, BEAT, INFO, QUEUE, MUTATE, FLUSH) are *pipelined* on shared connections: a
-    command goes to the connection already collecting this event-loop iteration's batch,
-    while that one has fewer than ``pipeline_depth`` replies outstanding, else to the
-    least busy connection; when every connection has ``pipeline_depth`` outstanding, one
-    more is opened (up to ``pool_size``).  So commands issued together leave in one
-    write, and a busy client still spreads over several connections (a real Faktory
-    server runs each connection's commands one after the other).  FETCH, which the
-    server may hold for 2 s, takes a connection to itself (``acquire()``), so nothing
-    ever waits behind it.
+    command goes to the connection already collecting this event-loop iteration's batch
+    while that batch is not full, else to the least busy connection; when every
+    connection has a full batch outstanding, one more is opened (up to ``pool_size``).
+    A batch is full at ``pipeline_depth`` replies outstanding, or earlier when the
+    client is busy: at a third (``SPREAD``) of the most commands it had outstanding at
+    once lately, so that a busy client keeps at least three batches in flight.  With
+    fewer, the client and the server take turns waiting for each other: measured on
+    the embedded server, 10 tasks pushing in a loop did 51,000-61,000 jobs/s in two
+    batches of 5 and 105,000-140,000 in batches of 4, 4 and 2, with less client CPU a
+    job (and a server whose commands wait on storage, or a real Faktory, which runs each
+    connection's commands one after the other, gets them side by side).  A batch that
+    fills is written at once, so the server starts on it while the next one fills;
+    the others leave at the end of the loop iteration.  So commands issued together
+    leave in one write per connection, and a busy client spreads over several.  FETCH,
+    which the server may hold for 2 s, takes a connection to itself (``acquire()``), so
+    nothing ever waits behind it.
 
 
     While no connection can be opened, every call waits at most ``reconnect_timeout``
@@ -156,6 +168,15 @@ class Pool:
         # replies still due); _size counts them.  _connector opens one more, if running.
         self._shared: list[Connection] = []
         self._current: Connection | None = None  # the shared one collecting this iteration's batch
+        # How many pipelined commands a batch may hold (see _pick): the commands this
+        # client has outstanding at once (_load, a slowly decaying maximum, sampled once
+        # per event-loop iteration in which a batch started) over SPREAD, at most
+        # pipeline_depth.
+        self._limit = pipeline_depth
+        self._load = 0  # the most outstanding at once in the last window of samples
+        self._window_max = 0  # the most in this window so far
+        self._samples = 0
+        self._sampling = False
         self._leased: set[Connection] = set()
         self._returning: set[Connection] = set()
         self._size = 0  # connections open (not the one being opened)
@@ -246,20 +267,42 @@ class Pool:
 
     def _pick(self) -> Connection | None:
         # The connection for the next pipelined command (see the class docstring).
-        depth = self.pipeline_depth
         conn = self._current
-        if conn is not None and conn._out and len(conn._waiters) < depth and not conn.closed:
+        if conn is not None and conn._out and len(conn._waiters) < self._limit and not conn.closed:
             return conn  # joins the batch that is already due to be written
         best: Connection | None = None
         best_n = 1 << 60
+        total = 0
         for conn in self._shared:
             n = len(conn._waiters)
+            total += n
             if n < best_n:
                 best, best_n = conn, n
-        if best is not None and best_n >= depth:
-            self._ensure_connector()  # spread: every connection is a full pipeline
+        if best is not None:
+            load = max(self._load, self._window_max, total + 1)
+            limit = self._limit = min(self.pipeline_depth, -(-load // SPREAD))
+            if best_n >= limit:
+                self._ensure_connector()  # spread: every connection has a full batch out
+            if not self._sampling:
+                self._sampling = True
+                best._loop.call_soon(self._sample)
         self._current = best
         return best
+
+    def _sample(self) -> None:
+        # Once per event-loop iteration that started a batch, after the commands of that
+        # iteration joined it: how many commands are outstanding now.  The load is the
+        # most seen in the last WINDOW to 2 * WINDOW samples (some samples come after a
+        # few replies were read, and see less).
+        self._sampling = False
+        total = 0
+        for conn in self._shared:
+            total += len(conn._waiters)
+        if total > self._window_max:
+            self._window_max = total
+        self._samples += 1
+        if self._samples >= WINDOW:
+            self._load, self._window_max, self._samples = self._window_max, 0, 0
 
     async def _wait_change(self, started: float, failed_before: int) -> None:
         """Wait for the pool to change.  A call that has waited ``reconnect_timeout``
@@ -518,7 +561,10 @@ class Pool:
             try:
                 if conn._paused:
                     await conn._wait_writable()
-                reply = await conn.send(data, timeout)
+                fut = conn.send(data, timeout)
+                if len(conn._waiters) == self._limit > 1:
+                    conn.flush()  # a full batch leaves now (see _pick)
+                reply = await fut
             except FaktoryConnectionError as exc:
                 retry = retry or _Retry(resend)
                 retry.again(exc, self.address)
@@ -540,6 +586,8 @@ class Pool:
             conn.send_callback(data, fn, arg)
         except NotSentError:
             return False
+        if len(conn._waiters) == self._limit > 1:
+            conn.flush()  # a full batch leaves now (see _pick)
         return True
 
     async def _exclusive(self, data: bytes, timeout: float | None, orphan: Orphan | None,

@@ -355,6 +355,28 @@ class _RecordingClient(Client):
     _connection_class = _RecordingConnection
 
 
+@pytest.mark.internals
+async def test_a_busy_client_keeps_three_batches_in_flight(faktory_url):
+    # 10 tasks pushing in a loop: two batches of 5 would leave the client and the server
+    # taking turns; the pool caps a batch at a third of what is outstanding (4), so the
+    # pushes go out as batches of at most 4 on at least 3 connections.
+    async with _RecordingClient(faktory_url, pool_size=10, pipeline_depth=8) as client:
+        await client.flush()
+
+        async def producer(p: int) -> None:
+            for n in range(300):
+                await client.push(Job("Busy", p, n, queue="busy"))
+                if p == 0 and n == 100:  # settled: measure from here
+                    _RecordingConnection.writes.clear()
+
+        await asyncio.gather(*(producer(p) for p in range(10)))
+        sizes = [len(cmds) for cmds in _RecordingConnection.writes if cmds[0] == b"PUSH"]
+        assert sizes and max(sizes) <= 4, sorted(set(sizes))
+        assert sum(sizes) / len(sizes) >= 2.5, sizes  # still coalesced, not a write each
+        assert client._size >= 3
+        assert (await info(client))["queues"]["busy"] == 3000
+
+
 class _RecordingWorker(Worker):
     _client_class = _RecordingClient
 
