@@ -15,7 +15,7 @@ import asyncio
 import os
 import statistics
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 try:
     import uvloop
@@ -29,6 +29,7 @@ PAIRS = int(os.environ.get("FAKTORY_BENCH_PAIRS", "5"))
 #: more pairs, so that the median stays put on a busy machine.
 PAIRS_FIXED_BOUNDS = int(os.environ.get("FAKTORY_BENCH_PAIRS", "7"))
 Round = Callable[[], Awaitable[dict[str, float]]]
+_T = TypeVar("_T")
 
 
 def _syscw() -> int | None:
@@ -65,7 +66,7 @@ class Meter:
                 "rate": jobs / wall, "wall": wall}
 
 
-def run(round_fn: Round) -> dict[str, float]:
+def run(round_fn: Callable[[], Awaitable[_T]]) -> _T:
     """One round in a fresh event loop (uvloop when installed)."""
     if uvloop is not None:
         return uvloop.run(round_fn())
@@ -84,6 +85,22 @@ def compare(a: Round, b: Round, pairs: int = PAIRS) -> dict[str, Any]:
         if index:  # the first pair warms up both sides
             for name in ("a", "b"):
                 samples[name].append(pair[name])
+    return _medians(samples)
+
+
+def compare_interleaved(both: Callable[[], Awaitable[tuple[dict[str, float], dict[str, float]]]],
+                        pairs: int = PAIRS) -> dict[str, Any]:
+    """``compare``'s figures from ``pairs`` rounds of ``both``, a round that measures the
+    two sides itself, interleaved in blocks (``loads.push_blocks``), and returns both."""
+    samples: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
+    for _ in range(pairs):
+        a, b = run(both)
+        samples["a"].append(a)
+        samples["b"].append(b)
+    return _medians(samples)
+
+
+def _medians(samples: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
     fig: dict[str, Any] = {}
     for name, rounds in samples.items():
         for what in ("writes", "cpu", "rate"):
