@@ -174,8 +174,9 @@ class Client(Pool):
         dropped is sent again, so a rare duplicate is possible (see the module docstring).
         """
         payload = job._d if type(job) is Job else self._payload(job)
-        for hook in self.before_push:
-            hook(payload)
+        if self.before_push:
+            for hook in self.before_push:
+                hook(payload)
         try:
             data = self._pack_push(payload)
         except (TypeError, ValueError, OverflowError):
@@ -207,7 +208,8 @@ class Client(Pool):
             else:
                 if type(reply) is not str and isinstance(reply, ServerError):
                     raise reply
-        return str(payload["jid"])
+        jid = payload["jid"]
+        return jid if type(jid) is str else str(jid)
 
     async def push_bulk(self, jobs: Iterable[Job | dict[str, Any]], *, chunk_size: int = 1000,
                         concurrency: int | None = None) -> dict[str | int, tuple[str, dict[str, Any]]]:

@@ -177,7 +177,7 @@ class Connection(asyncio.Protocol):
     """
 
     __slots__ = ("host", "port", "command_timeout", "codec", "_reader", "_loop", "_transport",
-                 "_waiters", "_deadlines", "_orphans", "_out", "_flush_handle", "_timer", "_timer_at",
+                 "_waiters", "_deadlines", "_orphans", "_out", "_batch_deadline", "_flush_handle", "_timer", "_timer_at",
                  "_paused", "_drain_waiters", "_idle_waiters", "_close_callbacks", "_exc", "closed",
                  "closing", "server_info", "_resolve", "_received")
 
@@ -198,6 +198,8 @@ class Connection(asyncio.Protocol):
         self._orphans: dict[asyncio.Future[Any], Orphan] = {}
         self._out: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
+        # The deadline of the commands in _out sent with the default timeout (None: none yet).
+        self._batch_deadline: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._paused = False
@@ -399,7 +401,8 @@ class Connection(asyncio.Protocol):
         reply is the future's *result*, not its exception: see ``execute``).
 
         The command is written with the others of this event-loop iteration.  ``timeout``
-        (seconds) defaults to the connection's ``command_timeout`` (``None``: no limit).
+        (seconds) defaults to the connection's ``command_timeout`` (``None``: no limit),
+        counted from the first command of this iteration's batch that took the default.
         ``orphan(reply)`` is called with the reply if the future was cancelled before it
         arrived.  Raises ``NotSentError`` when the connection is closed or closing.
         """
@@ -411,15 +414,29 @@ class Connection(asyncio.Protocol):
             raise TypeError(f"a packed command must be bytes, not {type(data).__name__}")
         fut = self._loop.create_future() if _entry is None else _entry
         self._waiters.append(fut)
-        if timeout is None:
+        out = self._out
+        if timeout is None and out and self._batch_deadline is not None:
+            # Not the first of this iteration's batch: the batch's deadline (its commands
+            # are queued within one loop iteration, so at most that much early).
+            self._deadlines.append(self._batch_deadline)
+            out.append(data)
+            if orphan is not None:
+                self._orphans[fut] = orphan
+            return fut
+        default = timeout is None
+        if default:
             timeout = self.command_timeout
         if timeout is None:
-            self._deadlines.append(_INF)
+            deadline = _INF
         else:
             deadline = self._loop.time() + timeout
-            self._deadlines.append(deadline)
             if self._timer is None or deadline < self._timer_at:
                 self._arm(deadline)
+        self._deadlines.append(deadline)
+        if not out:
+            self._batch_deadline = deadline if default else None
+        elif default and self._batch_deadline is None:
+            self._batch_deadline = deadline
         self._out.append(data)
         if self._flush_handle is None:  # the first command of this iteration's batch
             self._schedule_flush()

@@ -261,3 +261,19 @@ async def test_tcp_nodelay_is_set():
         sock = conn._transport.get_extra_info("socket")
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         conn.close()
+
+
+async def test_a_command_behind_a_short_timeout_in_one_batch_keeps_its_own_deadline(faktory_url):
+    # Commands of one batch share the deadline of its first default-timeout command; one
+    # with a timeout of its own must not lend it to those behind it.  The FETCH of an empty
+    # queue is held ~2 s by the server and must come back empty, not time out at 0.2 s.
+    host, port = faktory_url.rsplit("/", 1)[1].rsplit(":", 1)
+    conn = await Connection.open(host, int(port), command_timeout=10.0)
+    try:
+        info = conn.send(protocol.codec.pack_command("INFO"), timeout=0.2)
+        held = conn.send(protocol.codec.pack_fetch(["never-filled-queue"]))
+        assert (await asyncio.wait_for(info, 5))
+        assert await asyncio.wait_for(held, 8) is None
+        assert not conn.closed
+    finally:
+        conn.close()
