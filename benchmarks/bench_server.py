@@ -66,7 +66,6 @@ except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
 from faktory.client import Client
 from faktory.job import Job
 from faktory.server import ServerProcess
-from faktory.server.process import _PACKAGE_ROOT
 from pairs import PAIRS
 
 JOBS = int(os.environ.get("FAKTORY_BENCH_JOBS", "20000"))
@@ -203,7 +202,7 @@ def _inject_env() -> dict[str, str]:
     if INJECT != "no-push-fast-path":
         return {}
     folder = os.path.join(os.path.dirname(os.path.abspath(__file__)), "inject")
-    return {"PYTHONPATH": os.pathsep.join(filter(None, [folder, _PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))}
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [folder, os.environ.get("PYTHONPATH")]))}
 
 
 

@@ -33,6 +33,7 @@ import time
 from typing import Any, Sequence
 
 from faktory import logsetup
+from faktory._spawn import faktory_argv
 from faktory.url import mask_url, parse_url, url_from_env
 
 __all__ = ["main", "build_parser", "parse_queues", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE",
@@ -327,7 +328,7 @@ def _watch_supervisor(worker: Any, fd: int) -> None:
 
 
 def _child_argv(args: argparse.Namespace, index: int, fd: int) -> list[str]:
-    argv = [sys.executable, "-m", "faktory", "worker"]
+    argv = faktory_argv("worker")  # this process's faktory, not the current directory's
     for module in args.require:
         argv += ["-r", module]
     for queue in args.queue or ():

@@ -11,6 +11,7 @@ import textwrap
 import pytest
 
 from faktory import worker_cli
+from faktory._spawn import faktory_argv
 from faktory.worker_cli import build_parser, parse_queues
 
 
@@ -80,9 +81,9 @@ def test_child_argv_carries_the_options_but_not_processes():
     args = build_parser().parse_args(["-r", "m", "-q", "a,2", "-q", "b,1", "-c", "4", "-l", "x",
                                       "--processes", "3", "--url", "tcp://h:1", "--wid", "w"])
     argv = worker_cli._child_argv(args, 1, 9)
-    assert argv[:4] == [sys.executable, "-m", "faktory", "worker"]
+    assert argv[:5] == [*faktory_argv(), "worker"]
     assert "--processes" not in argv
-    joined = " ".join(argv[4:])
+    joined = " ".join(argv[5:])
     for part in ("-r m", "-q a,2", "-q b,1", "-c 4", "-l x", "--url tcp://h:1", "--wid w-1",
                  "--supervisor-fd 9"):
         assert part in joined

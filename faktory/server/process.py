@@ -20,10 +20,10 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
+from faktory._spawn import faktory_argv
 from faktory.errors import ServerStartError
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
@@ -31,10 +31,6 @@ from urllib.parse import quote
 __all__ = ["ServerProcess", "ServerStartError", "free_port"]
 
 log = logging.getLogger("faktory.server")
-
-#: The directory holding the ``faktory`` package this process imported.
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now on ``host`` (bound and released by us)."""
@@ -44,7 +40,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ServerProcess:
-    """``python -m faktory server --bind HOST:PORT`` in a child process.
+    """``faktory server --bind HOST:PORT`` in a child process, on this process's ``faktory``
+    package (not whatever ``faktory`` the current directory holds: ``faktory._spawn``).
 
     ``storage``: durable on this SQLite file (default: in memory); ``loop``: ``"uvloop"``
     or ``"asyncio"`` (default: the CLI's choice); ``password``: required by the server
@@ -105,7 +102,7 @@ class ServerProcess:
 
     def argv(self) -> list[str]:
         """The child's command line."""
-        argv = [sys.executable, "-m", "faktory", "server", "--bind", f"{self.host}:{self.port}"]
+        argv = faktory_argv("server", "--bind", f"{self.host}:{self.port}")
         if self.storage is not None:
             argv += ["--storage", self.storage]
         if self.loop is not None:
@@ -121,7 +118,6 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("already running")
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
         env["PYTHONUNBUFFERED"] = "1"
         env["FAKTORY_PASSWORD"] = self.password or ""  # not inherited: url must be right
         env.update(self.env)
