@@ -32,6 +32,7 @@ __all__ = ["ServerProcess", "ServerStartError", "free_port"]
 
 log = logging.getLogger("faktory.server")
 
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nobody listens on right now on ``host`` (bound and released by us)."""
     with socket.socket() as sock:
